@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The README's first command: set everything up, start Kafka + Redis + the worker, publish demo traffic.
+#   deploy/demo.sh [EVENTS [RATE]]   default 5000 events at 1000/s
+#   deploy/demo.sh stop              stop the worker and the local stack
+# With a Docker engine, `docker compose up` runs the same demo (see README); this script needs none.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+STATE="${REWARDS_STACK_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/rewards-stack}"
+PORT="${REWARDS_WEB_PORT:-6066}"
+say() { printf '\033[1m[demo]\033[0m %s\n' "$*" >&2; }
+
+stop_worker() {
+  if [[ -f "$STATE/worker.pid" ]] && kill -0 "$(cat "$STATE/worker.pid")" 2>/dev/null; then
+    kill "$(cat "$STATE/worker.pid")"; say "worker stopped"
+  fi
+  rm -f "$STATE/worker.pid"
+}
+
+if [[ "${1:-}" == stop ]]; then
+  stop_worker
+  bash deploy/stack.sh down
+  exit 0
+fi
+EVENTS="${1:-5000}"
+RATE="${2:-1000}"
+
+bash deploy/setup.sh
+bash deploy/stack.sh up
+eval "$(bash deploy/stack.sh env)"
+export PATH="$ROOT/.venv/bin:$PATH" REWARDS_WEB_PORT="$PORT"
+export REWARDS_DATA_DIR="${REWARDS_DATA_DIR:-$STATE/worker-data}"
+rewards topics >/dev/null
+
+mkdir -p "$STATE"
+if [[ -f "$STATE/worker.pid" ]] && kill -0 "$(cat "$STATE/worker.pid")" 2>/dev/null; then
+  say "worker already running (pid $(cat "$STATE/worker.pid"))"
+else
+  nohup rewards worker >"$STATE/worker.log" 2>&1 &
+  echo $! >"$STATE/worker.pid"
+  say "worker starting (pid $!, log $STATE/worker.log)"
+  for _ in $(seq 1 240); do
+    curl -fs "http://127.0.0.1:$PORT/metrics" >/dev/null 2>&1 && break
+    kill -0 "$(cat "$STATE/worker.pid")" 2>/dev/null || { tail -n 30 "$STATE/worker.log"; exit 1; }
+    sleep 0.5
+  done
+fi
+
+CONSUMED_BEFORE=$(curl -fs "http://127.0.0.1:$PORT/metrics" |
+  awk '/^rewards_events_consumed_total\{/ {s += $2} END {printf "%d", s}')
+say "publishing $EVENTS simulated shop events at $RATE/s"
+rewards demo --events "$EVENTS" --rate "$RATE"
+say "waiting for the worker to catch up"
+before="${CONSUMED_BEFORE:-0}"
+for _ in $(seq 1 120); do
+  consumed=$(curl -fs "http://127.0.0.1:$PORT/metrics" |
+    awk '/^rewards_events_consumed_total\{/ {s += $2} END {printf "%d", s}')
+  ((consumed - before >= EVENTS)) && break
+  sleep 1
+done
+rewards status
+echo
+say "dead-letter topic, by reason:"
+rewards dead-letters
+cat <<MSG
+
+The worker keeps running: metrics at http://127.0.0.1:$PORT/metrics, log at $STATE/worker.log.
+Publish your own events:  .venv/bin/rewards publish --topic purchases my-events.jsonl
+Stop everything:          bash deploy/demo.sh stop
+MSG

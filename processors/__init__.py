@@ -1,0 +1,1 @@
+"""Pure domain logic: functions and frozen dataclasses from events and state to decisions."""

@@ -1,0 +1,63 @@
+"""The v1 event contract: JSON Schema files, typed models and the codec that enforces them."""
+
+from schemas.codec import (
+    CURRENCIES,
+    INPUT_TOPICS,
+    OUTPUT_TOPICS,
+    REASONS,
+    Codec,
+    DecodeError,
+    encode,
+    load_schema,
+    schema_path,
+)
+from schemas.models import (
+    INPUT_MODELS,
+    Complaint,
+    Context,
+    InputEvent,
+    Purchase,
+    Referral,
+    ShippingAddress,
+    SurveyResponse,
+)
+from schemas.outputs import (
+    OUTPUT_MODELS,
+    DeadLetter,
+    DeadLetterSource,
+    FraudAlert,
+    FraudRuleHit,
+    FraudThresholds,
+    GiftCard,
+    OutputEvent,
+    RewardIssued,
+)
+
+__all__ = [
+    "CURRENCIES",
+    "INPUT_MODELS",
+    "INPUT_TOPICS",
+    "OUTPUT_MODELS",
+    "OUTPUT_TOPICS",
+    "REASONS",
+    "Codec",
+    "Complaint",
+    "Context",
+    "DeadLetter",
+    "DeadLetterSource",
+    "DecodeError",
+    "FraudAlert",
+    "FraudRuleHit",
+    "FraudThresholds",
+    "GiftCard",
+    "InputEvent",
+    "OutputEvent",
+    "Purchase",
+    "Referral",
+    "RewardIssued",
+    "ShippingAddress",
+    "SurveyResponse",
+    "encode",
+    "load_schema",
+    "schema_path",
+]

@@ -1,0 +1,142 @@
+"""Typed v1 input events; `msgspec.json.Decoder(Model)` validates them in one decoding pass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Literal, TypeAlias
+
+from msgspec import Meta
+
+MAX_SAFE_INT = 2**53 - 1
+"""Largest integer every JSON consumer (including JavaScript) reads exactly: the cap on counts."""
+
+Id: TypeAlias = Annotated[str, Meta(min_length=1, max_length=128)]
+"""An identifier: any string of 1..128 characters."""
+Timestamp: TypeAlias = Annotated[datetime, Meta(tz=True)]
+"""An RFC 3339 timestamp that carries an offset ("Z" or "+hh:mm")."""
+Currency: TypeAlias = Annotated[str, Meta(min_length=3, max_length=3, pattern="^[A-Z]{3}$")]
+"""An ISO 4217 alphabetic code; membership in the active list is checked by the codec."""
+Cents: TypeAlias = Annotated[int, Meta(ge=0, le=MAX_SAFE_INT)]
+"""An amount in the currency's minor units."""
+Points: TypeAlias = Annotated[int, Meta(ge=0, le=MAX_SAFE_INT)]
+"""A non-negative number of loyalty points."""
+CountryCode: TypeAlias = Annotated[str, Meta(min_length=2, max_length=2, pattern="^[A-Z]{2}$")]
+"""An ISO 3166-1 alpha-2 country code."""
+Email: TypeAlias = Annotated[str, Meta(max_length=254)]
+Channel: TypeAlias = Annotated[str, Meta(max_length=32)]
+ReferralCode: TypeAlias = Annotated[str, Meta(min_length=1, max_length=64)]
+
+PurchaseType: TypeAlias = Literal["purchase", "refund"]
+Severity: TypeAlias = Literal["low", "medium", "high", "critical"]
+ReferralType: TypeAlias = Literal["invited", "signed_up"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShippingAddress:
+    """Where an order ships; every part is optional."""
+
+    line1: str | None = None
+    line2: str | None = None
+    city: str | None = None
+    region: str | None = None
+    postal_code: str | None = None
+    country: CountryCode | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Context:
+    """Signals about the customer's session, read by fraud scoring; every field is optional."""
+
+    email: Email | None = None
+    ip: Annotated[str, Meta(max_length=64)] | None = None
+    user_agent: Annotated[str, Meta(max_length=512)] | None = None
+    device_id: Annotated[str, Meta(max_length=128)] | None = None
+    payment_fingerprint: Annotated[str, Meta(max_length=128)] | None = None
+    shipping_address: ShippingAddress | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Purchase:
+    """`purchases`, keyed by customer_id: a completed order or a refund of one."""
+
+    event_id: Id
+    occurred_at: Timestamp
+    customer_id: Id
+    type: PurchaseType
+    order_id: Id
+    amount_cents: Cents
+    currency: Currency
+    points_redeemed: Points | None = 0
+    context: Context | None = None
+
+    def __post_init__(self) -> None:
+        """An explicit null for points_redeemed means the default, 0."""
+        if self.points_redeemed is None:
+            object.__setattr__(self, "points_redeemed", 0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Complaint:
+    """`complaints`, keyed by customer_id: a complaint opened by a customer."""
+
+    event_id: Id
+    occurred_at: Timestamp
+    customer_id: Id
+    complaint_id: Id
+    severity: Severity
+    category: Annotated[str, Meta(min_length=1, max_length=64)]
+    order_id: Id | None = None
+    channel: Channel | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Referral:
+    """`referrals`, keyed by referrer_id: an invitation sent, or the invitee signing up."""
+
+    event_id: Id
+    occurred_at: Timestamp
+    type: ReferralType
+    referrer_id: Id
+    referral_code: ReferralCode | None = None
+    referral_id: Id | None = None
+    referee_id: Id | None = None
+    context: Context | None = None
+    invitee_email: Email | None = None
+
+    def __post_init__(self) -> None:
+        """At least one referral reference; a sign-up names the referee and carries its context."""
+        if self.referral_code is None and self.referral_id is None:
+            raise ValueError("Object needs `referral_code` or `referral_id` - at `$`")
+        if self.type == "signed_up":
+            if self.referee_id is None:
+                raise ValueError("`referee_id` is required when `type` is 'signed_up' - at `$`")
+            if self.context is None:
+                raise ValueError("`context` is required when `type` is 'signed_up' - at `$`")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SurveyResponse:
+    """`survey-responses`, keyed by customer_id: an answer to an NPS survey."""
+
+    event_id: Id
+    occurred_at: Timestamp
+    customer_id: Id
+    survey_id: Id
+    score: Annotated[int, Meta(ge=0, le=10)]
+    ces: Annotated[int, Meta(ge=1, le=7)] | None = None
+    complaint_id: Id | None = None
+    channel: Channel | None = None
+    comment: Annotated[str, Meta(max_length=2000)] | None = None
+
+
+InputEvent: TypeAlias = Purchase | Complaint | Referral | SurveyResponse
+"""Any decoded input event."""
+
+INPUT_MODELS: dict[str, type[InputEvent]] = {
+    "purchases": Purchase,
+    "complaints": Complaint,
+    "referrals": Referral,
+    "survey-responses": SurveyResponse,
+}
+"""Input topic (base name) -> its model."""

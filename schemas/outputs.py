@@ -1,0 +1,124 @@
+"""Typed v1 output events (rewards-issued, fraud-alerts, dead-letter) for `codec.encode`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Literal, TypeAlias
+
+from msgspec import Meta
+
+from schemas.models import Cents, Currency, Id, ReferralCode, Timestamp
+
+PositivePoints: TypeAlias = Annotated[int, Meta(gt=0, le=2**53 - 1)]
+ShortText: TypeAlias = Annotated[str, Meta(min_length=1, max_length=64)]
+RewardKind: TypeAlias = Literal["points", "gift_card", "discount"]
+Decision: TypeAlias = Literal["approve", "review", "reject"]
+Subject: TypeAlias = Literal["signup", "conversion"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GiftCard:
+    """The gift card ordered from a provider for a reward."""
+
+    provider: ShortText
+    provider_order_id: Id
+    claim_url: Annotated[str, Meta(min_length=1, max_length=2048)] | None = None
+    code_ref: Id | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RewardIssued:
+    """`rewards-issued`, keyed by customer_id: one reward granted to one customer."""
+
+    reward_id: Id
+    customer_id: Id
+    kind: RewardKind
+    reason: ShortText
+    source_event_id: Id
+    issued_at: Timestamp
+    points: PositivePoints | None = None
+    amount_cents: Cents | None = None
+    currency: Currency | None = None
+    complaint_id: Id | None = None
+    order_id: Id | None = None
+    gift_card: GiftCard | None = None
+    discount_code: ShortText | None = None
+
+    def __post_init__(self) -> None:
+        """Points rewards carry points; gift cards and discounts carry an amount and currency."""
+        if self.kind == "points":
+            if self.points is None:
+                raise ValueError("`points` is required when `kind` is 'points' - at `$`")
+        elif self.amount_cents is None or self.currency is None:
+            raise ValueError(
+                f"`amount_cents` and `currency` are required when `kind` is {self.kind!r} - at `$`"
+            )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FraudThresholds:
+    """The score cut-offs in force when the decision was taken."""
+
+    review: float
+    reject: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FraudRuleHit:
+    """One rule that contributed to a fraud score, with its (hashed) evidence."""
+
+    rule: ShortText
+    weight: float
+    evidence: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FraudAlert:
+    """`fraud-alerts`, keyed by referee_id: the fraud decision on a referral or its conversion."""
+
+    alert_id: Id
+    decided_at: Timestamp
+    decision: Decision
+    subject: Subject
+    referrer_id: Id
+    referee_id: Id
+    referral_code: ReferralCode | None = None
+    referral_id: Id | None = None
+    source_event_id: Id
+    score: float
+    thresholds: FraudThresholds
+    rules: tuple[FraudRuleHit, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeadLetterSource:
+    """Where a dead-lettered record was read."""
+
+    topic: Annotated[str, Meta(min_length=1, max_length=249)]
+    partition: Annotated[int, Meta(ge=0)]
+    offset: Annotated[int, Meta(ge=0)]
+    timestamp_ms: Annotated[int, Meta(ge=0)] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeadLetter:
+    """`dead-letter`, keyed by the original key: a record that could not be processed."""
+
+    reason: ShortText
+    detail: str
+    source: DeadLetterSource
+    original_value_b64: str
+    original_key_b64: str | None = None
+    failed_at: Timestamp
+    worker: Annotated[str, Meta(min_length=1, max_length=256)]
+
+
+OutputEvent: TypeAlias = RewardIssued | FraudAlert | DeadLetter
+"""Any output event."""
+
+OUTPUT_MODELS: dict[str, type[OutputEvent]] = {
+    "rewards-issued": RewardIssued,
+    "fraud-alerts": FraudAlert,
+    "dead-letter": DeadLetter,
+}
+"""Output topic -> its model."""

@@ -1,0 +1,98 @@
+"""`create_app(settings)`: the Faust app with its topics, adapters, agents and metrics."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+
+import faust
+from faust.types import TP
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
+
+from schemas.codec import Codec
+from streams.agents import Handler, register_ingest_agent
+from streams.dead_letter import DeadLetterSink
+from streams.dedupe import FirstSeenIndex
+from streams.ingest import Gate
+from streams.metrics import PipelineMetrics, serve_metrics
+from streams.settings import INPUT_TOPICS, Settings
+from streams.tuning import limit_fetch_wait
+
+DEAD_LETTER_MAX_BYTES = 4 * 1024 * 1024  # base64 of a 1 MiB record plus its envelope
+
+
+def create_app(settings: Settings, handlers: Mapping[str, Handler] | None = None) -> faust.App:
+    """Build the worker's Faust app; Faust's own env variables are ignored (`env={}`)."""
+    limit_fetch_wait(settings.fetch_max_wait_ms)
+    app = faust.App(
+        settings.app_id,
+        env={},
+        broker=settings.brokers(),
+        store=settings.store,
+        datadir=str(settings.data_dir),
+        web_bind=settings.web_bind,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        broker_max_poll_records=5000,
+        consumer_max_fetch_size=settings.fetch_max_partition_bytes,
+        stream_buffer_maxsize=20000,
+        producer_max_request_size=DEAD_LETTER_MAX_BYTES + 65_536,
+        consumer_auto_offset_reset="earliest",
+    )
+    registry = CollectorRegistry()
+    serve_metrics(app, registry)
+    metrics = PipelineMetrics.create(registry)
+    gate = build_gate(app, settings, metrics)
+    register_ingest_agent(app, settings, gate, handlers or {})
+    register_lag_timer(app, settings, gate, metrics)
+    return app
+
+
+def build_gate(app: faust.App, settings: Settings, metrics: PipelineMetrics) -> Gate:
+    """Wire the codec, the Redis first-seen index and the dead-letter sink."""
+    dead_letter_topic = app.topic(
+        settings.topic("dead-letter"),
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+        replicas=settings.replication_factor,
+        config={"max.message.bytes": str(DEAD_LETTER_MAX_BYTES)},
+    )
+    first_seen = FirstSeenIndex(
+        Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5),
+        namespace=f"{settings.app_id}:seen",
+        ttl_s=settings.dedupe_ttl_s,
+        retry_max_s=settings.redis_retry_max_s,
+        metrics=metrics,
+    )
+    return Gate(
+        {settings.topic(base): base for base in INPUT_TOPICS},
+        Codec(max_event_bytes=settings.max_event_bytes),
+        first_seen,
+        DeadLetterSink(dead_letter_topic, metrics),
+        metrics,
+    )
+
+
+def register_lag_timer(
+    app: faust.App, settings: Settings, gate: Gate, metrics: PipelineMetrics
+) -> None:
+    """Export consumer lag per assigned input partition every `lag_interval_s`."""
+
+    @app.timer(settings.lag_interval_s, name="export-consumer-lag")  # type: ignore[untyped-decorator]
+    async def export_consumer_lag() -> None:
+        """Set the lag gauge from each partition's high watermark and read offset."""
+        assigned = app.consumer.assignment()
+        for (topic, partition), offset in list(gate.read_offsets.items()):
+            tp = TP(topic, partition)
+            if tp not in assigned:
+                gate.read_offsets.pop((topic, partition), None)
+                with contextlib.suppress(KeyError):
+                    metrics.lag.remove(topic, str(partition))
+                continue
+            highwater = app.consumer.highwater(tp)
+            if highwater is not None:
+                metrics.lag.labels(topic, str(partition)).set(max(0, highwater - offset - 1))

@@ -1,0 +1,220 @@
+"""`rewards bench`: worker throughput, latency and memory beside a raw-consumer baseline."""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import orjson
+from confluent_kafka import Consumer
+
+from schemas.codec import Codec, DecodeError
+from streams.kafka_io import ensure_topics, fast_producer, produce
+from streams.publish import paced
+from streams.settings import INPUT_TOPICS, Settings, settings_env
+from streams.simulator import ShopSimulator, SimEvent
+from streams.worker_process import WorkerProcess, free_port
+
+LATENCY = "rewards_processing_latency_seconds_bucket"
+SETTLE_S = 3.0
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """What to run."""
+
+    events: int
+    latency_rate: float
+    latency_seconds: float
+    json_path: Path | None
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """The figures one run produced."""
+
+    events: int
+    produce_per_s: float
+    baseline_consume_decode_per_s: float
+    codec_decode_per_s: float
+    worker_per_s: float
+    latency_rate: float
+    latency_p50_ms: float
+    latency_p99_ms: float
+    worker_peak_rss_mib: float
+
+
+def publish_all(settings: Settings, events: list[SimEvent], rate: float = 0) -> float:
+    """Publish events (paced when `rate` > 0); returns records per second."""
+    producer = fast_producer(settings, **{"linger.ms": 2 if rate else 20})
+    start = time.perf_counter()
+    for n, sim in enumerate(paced(events, rate)):
+        produce(producer, settings.topic(sim.topic), sim.value, sim.key)
+        if n % 500 == 0:
+            producer.poll(0)
+    producer.flush(60)
+    return len(events) / (time.perf_counter() - start)
+
+
+def baseline_consume(settings: Settings, expected: int) -> float:
+    """Plain confluent-kafka consumer with orjson decode of every record: records per second."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "group.id": f"baseline-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "fetch.max.bytes": 64 << 20,
+        }
+    )
+    consumer.subscribe([settings.topic(t) for t in INPUT_TOPICS])
+    seen, start = 0, None
+    deadline = time.monotonic() + 300
+    while seen < expected and time.monotonic() < deadline:
+        batch = consumer.consume(num_messages=10_000, timeout=1.0)
+        if batch and start is None:
+            start = time.perf_counter()
+        for msg in batch:
+            if msg.error() is None:
+                seen += 1
+                with contextlib.suppress(orjson.JSONDecodeError):
+                    orjson.loads(msg.value() or b"")
+    consumer.close()
+    return seen / (time.perf_counter() - start) if start else 0.0
+
+
+def codec_rate(events: list[SimEvent]) -> float:
+    """Validating decodes per second of the same records, in process (no Kafka)."""
+    codec = Codec()
+    start = time.perf_counter()
+    for sim in events:
+        with contextlib.suppress(DecodeError):
+            codec.decode(sim.topic, sim.value)
+    return len(events) / (time.perf_counter() - start)
+
+
+def wait_consumed(
+    worker: WorkerProcess, target: float, timeout_s: float = 600
+) -> tuple[float, float]:
+    """Poll until the worker consumed `target` records; returns (seconds busy, records counted)."""
+    first: tuple[float, float] | None = None
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        consumed = worker.total("rewards_events_consumed_total")
+        now = time.perf_counter()
+        if consumed > 0 and first is None:
+            first = (now, consumed)
+        if consumed >= target:
+            assert first is not None
+            return max(now - first[0], 1e-9), consumed - first[1]
+        time.sleep(0.5)  # each scrape costs the worker CPU: poll gently
+    raise TimeoutError(f"worker consumed fewer than {target} records in {timeout_s}s")
+
+
+def latency_buckets(worker: WorkerProcess) -> dict[float, float]:
+    """Cumulative latency histogram buckets summed over topics."""
+    out: dict[float, float] = {}
+    for (name, labels), value in worker.samples().items():
+        if name == LATENCY:
+            le = float(dict(labels)["le"])
+            out[le] = out.get(le, 0.0) + value
+    return out
+
+
+def quantile(buckets: dict[float, float], q: float) -> float:
+    """Quantile from cumulative buckets, interpolated linearly inside a bucket (as PromQL does)."""
+    bounds = sorted(buckets)
+    total = buckets[bounds[-1]]
+    if total <= 0:
+        return float("nan")
+    rank, lower, below = q * total, 0.0, 0.0
+    for upper in bounds:
+        if buckets[upper] >= rank:
+            if upper == float("inf"):
+                return lower
+            width = buckets[upper] - below
+            return lower + (upper - lower) * ((rank - below) / width if width else 1.0)
+        lower, below = upper, buckets[upper]
+    return lower
+
+
+def measure_latency(
+    worker: WorkerProcess, settings: Settings, options: BenchOptions
+) -> tuple[float, float]:
+    """Publish at a fixed rate to a caught-up worker; p50 and p99 in ms from its histogram."""
+    n = int(options.latency_rate * options.latency_seconds)
+    events = list(ShopSimulator(seed=99, bad_event_ratio=0.0).events(n))
+    time.sleep(SETTLE_S)  # the catch-up's last batches must not count as latency samples
+    before = latency_buckets(worker)
+    target = worker.total("rewards_events_consumed_total") + n
+    publish_all(settings, events, options.latency_rate)
+    wait_consumed(worker, target)
+    time.sleep(0.5)
+    after = latency_buckets(worker)
+    delta = {le: after[le] - before.get(le, 0.0) for le in after}
+    return quantile(delta, 0.50) * 1000, quantile(delta, 0.99) * 1000
+
+
+def run_bench(base: Settings, options: BenchOptions) -> int:
+    """Run every phase and print (and optionally save) the results table."""
+    run = uuid.uuid4().hex[:8]
+    workdir = Path(tempfile.mkdtemp(prefix=f"rewards-bench-{run}-"))
+    settings = base.model_copy(
+        update={
+            "topic_prefix": f"bench-{run}-",
+            "app_id": f"bench-{run}",
+            "data_dir": workdir / "data",
+        }
+    )
+    ensure_topics(settings)
+    events = list(ShopSimulator(seed=11).events(options.events))
+    print(f"[bench] publishing {len(events)} events to bench-{run}-*")
+    produce_rate = publish_all(settings, events)
+    print("[bench] baseline: raw consume + decode")
+    baseline = baseline_consume(settings, len(events))
+    print("[bench] worker: catch-up throughput")
+    worker = WorkerProcess(settings_env(settings), free_port(), workdir / "worker.log").start()
+    try:
+        seconds, counted = wait_consumed(worker, len(events))
+        print(f"[bench] worker: latency at {options.latency_rate:.0f} events/s")
+        p50, p99 = measure_latency(worker, settings, options)
+        rss = worker.peak_rss_bytes()
+    finally:
+        worker.stop()
+    result = BenchResult(
+        events=len(events),
+        produce_per_s=produce_rate,
+        baseline_consume_decode_per_s=baseline,
+        codec_decode_per_s=codec_rate(events),
+        worker_per_s=counted / seconds,
+        latency_rate=options.latency_rate,
+        latency_p50_ms=p50,
+        latency_p99_ms=p99,
+        worker_peak_rss_mib=rss / 2**20,
+    )
+    print_table(result)
+    if options.json_path:
+        options.json_path.write_bytes(orjson.dumps(asdict(result), option=orjson.OPT_INDENT_2))
+    return 0
+
+
+def print_table(r: BenchResult) -> None:
+    """The human-readable summary."""
+    rows = [
+        ("events", f"{r.events:,}"),
+        ("produce (confluent-kafka, lz4)", f"{r.produce_per_s:,.0f} ev/s"),
+        ("baseline: raw consume + orjson", f"{r.baseline_consume_decode_per_s:,.0f} ev/s"),
+        ("codec validate+decode (no I/O)", f"{r.codec_decode_per_s:,.0f} ev/s"),
+        ("worker: whole pipeline", f"{r.worker_per_s:,.0f} ev/s "
+         f"({r.worker_per_s / max(r.baseline_consume_decode_per_s, 1):.1%} of baseline)"),
+        (f"worker latency p50 @ {r.latency_rate:,.0f} ev/s", f"{r.latency_p50_ms:.1f} ms"),
+        (f"worker latency p99 @ {r.latency_rate:,.0f} ev/s", f"{r.latency_p99_ms:.1f} ms"),
+        ("worker peak RSS", f"{r.worker_peak_rss_mib:,.0f} MiB"),
+    ]  # fmt: skip
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")

@@ -1,0 +1,142 @@
+"""`rewards`: the worker and the operational commands."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from streams.settings import INPUT_TOPICS, OUTPUT_TOPICS, Settings
+
+
+def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
+    """Run the Faust worker until stopped."""
+    from faust import Worker
+
+    from streams.app import create_app
+    from streams.kafka_io import ensure_topics
+
+    ensure_topics(settings)
+    app = create_app(settings)
+    Worker(app, loglevel=settings.log_level).execute_from_commandline()
+    return 0
+
+
+def cmd_topics(settings: Settings, _: argparse.Namespace) -> int:
+    """Create the product's topics (idempotent)."""
+    from streams.kafka_io import ensure_topics
+
+    ensure_topics(settings)
+    for name in INPUT_TOPICS + OUTPUT_TOPICS:
+        print(settings.topic(name))
+    return 0
+
+
+def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
+    """Publish a JSON-lines file to a topic."""
+    from streams.publish import publish_file
+
+    sent = publish_file(settings, args.topic, Path(args.file))
+    print(f"published {sent} records to {settings.topic(args.topic)}")
+    return 0
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    """Publish simulated shop traffic."""
+    from streams.kafka_io import ensure_topics
+    from streams.publish import publish_demo
+
+    ensure_topics(settings)
+    kinds = publish_demo(settings, args.events, args.rate, args.seed)
+    print("published by kind: " + ", ".join(f"{k}={n}" for k, n in sorted(kinds.items())))
+    return 0
+
+
+def cmd_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
+    """Count the dead-letter topic's records by reason and source topic."""
+    from streams.inspect import count_dead_letters
+
+    counts = count_dead_letters(settings, timeout_s=args.timeout)
+    for (topic, reason), n in sorted(counts.items()):
+        print(f"{n:8d}  {reason:<18} from {topic}")
+    print(f"{sum(counts.values()):8d}  total")
+    return 0
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    """Summarise a running worker's counters: consumed, processed, duplicates, dead letters."""
+    from streams.worker_process import MetricsEndpoint
+
+    endpoint = MetricsEndpoint(settings.web_port)
+    print(f"{'topic':<18}{'consumed':>10}{'processed':>11}{'duplicates':>12}{'dead-lettered':>15}")
+    for topic in INPUT_TOPICS:
+        row = [
+            endpoint.total(f"rewards_{name}_total", topic=topic)
+            for name in ("events_consumed", "events_processed", "duplicate_events", "dead_letters")
+        ]
+        print(f"{topic:<18}{row[0]:>10.0f}{row[1]:>11.0f}{row[2]:>12.0f}{row[3]:>15.0f}")
+    for (name, labels), value in sorted(endpoint.samples().items()):
+        if name == "rewards_dead_letters_total" and value:
+            tags = dict(labels)
+            print(f"  dead letters  {tags['topic']:<18}{tags['reason']:<18}{value:>8.0f}")
+    return 0
+
+
+def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
+    """Benchmark the worker against a raw-consumer baseline in one run."""
+    from streams.bench import BenchOptions, run_bench
+
+    options = BenchOptions(
+        events=args.events,
+        latency_rate=args.latency_rate,
+        latency_seconds=args.latency_seconds,
+        json_path=Path(args.json) if args.json else None,
+    )
+    return run_bench(settings, options)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    p = argparse.ArgumentParser(prog="rewards", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("worker", help=cmd_worker.__doc__).set_defaults(run=cmd_worker)
+    sub.add_parser("topics", help=cmd_topics.__doc__).set_defaults(run=cmd_topics)
+    pub = sub.add_parser("publish", help=cmd_publish.__doc__)
+    pub.add_argument("--topic", required=True, choices=INPUT_TOPICS + OUTPUT_TOPICS)
+    pub.add_argument("file", help="JSON lines, one event per line")
+    pub.set_defaults(run=cmd_publish)
+    demo = sub.add_parser("demo", help=cmd_demo.__doc__)
+    demo.add_argument("--events", type=int, default=5000)
+    demo.add_argument("--rate", type=float, default=1000.0, help="events/s; 0 = unpaced")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.set_defaults(run=cmd_demo)
+    dead = sub.add_parser("dead-letters", help=cmd_dead_letters.__doc__)
+    dead.add_argument("--timeout", type=float, default=10.0)
+    dead.set_defaults(run=cmd_dead_letters)
+    sub.add_parser("status", help=cmd_status.__doc__).set_defaults(run=cmd_status)
+    bench = sub.add_parser("bench", help=cmd_bench.__doc__)
+    bench.add_argument("--events", type=int, default=200_000)
+    bench.add_argument("--latency-rate", type=float, default=5000.0)
+    bench.add_argument("--latency-seconds", type=float, default=20.0)
+    bench.add_argument("--json", help="also write the results as JSON here")
+    bench.set_defaults(run=cmd_bench)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `rewards` console script."""
+    args = parser().parse_args(argv)
+    settings = Settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s"
+    )
+    if args.command == "worker":
+        sys.argv = [sys.argv[0]]  # Faust's Worker reads argv; ours are parsed already
+    result: int = args.run(settings, args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Plain confluent-kafka clients for operational commands: topic creation and fast publishing."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from confluent_kafka import KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from streams.settings import INPUT_TOPICS, OUTPUT_TOPICS, Settings
+
+log = logging.getLogger(__name__)
+
+TOPIC_CONFIGS: dict[str, dict[str, str]] = {
+    "dead-letter": {
+        "max.message.bytes": str(4 * 1024 * 1024),
+        "retention.ms": str(30 * 86_400_000),
+    },
+}
+
+
+def ensure_topics(settings: Settings, names: Iterable[str] = INPUT_TOPICS + OUTPUT_TOPICS) -> None:
+    """Create the product's topics if missing, with the configured partitions and replication."""
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    wanted = [
+        NewTopic(
+            settings.topic(name),
+            num_partitions=settings.partitions,
+            replication_factor=settings.replication_factor,
+            config=TOPIC_CONFIGS.get(name, {}),
+        )
+        for name in names
+    ]
+    for topic, future in admin.create_topics(wanted, operation_timeout=30).items():
+        try:
+            future.result()
+            log.info("created topic %s", topic)
+        except KafkaException as exc:
+            if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                raise
+
+
+def fast_producer(settings: Settings, **overrides: Any) -> Producer:
+    """A batching, idempotent producer (acks=all) with the client's default partitioner settings."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "enable.idempotence": True,
+        "linger.ms": 10,
+        "batch.size": 1 << 20,
+        "compression.type": "lz4",
+        "partitioner": "murmur2_random",
+        "message.max.bytes": 4 * 1024 * 1024,
+    }
+    config.update(overrides)
+    return Producer(config)
+
+
+def produce(producer: Producer, topic: str, value: bytes, key: bytes | None) -> None:
+    """Queue one record, waiting for room when the local queue is full."""
+    while True:
+        try:
+            producer.produce(topic, value=value, key=key)
+            return
+        except BufferError:
+            producer.poll(0.05)

@@ -1,0 +1,135 @@
+"""Prometheus metrics of the ingestion pipeline (no customer id is ever a label)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, cast
+
+import faust
+from aiohttp.web import Response
+from faust import web
+from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+from faust.types import TP, EventT, Message, StreamT
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75,
+    1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
+BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
+
+
+@dataclass(frozen=True)
+class PipelineMetrics:
+    """The pipeline's own metrics, registered in one registry per app."""
+
+    registry: CollectorRegistry
+    consumed: Counter
+    processed: Counter
+    dead_letters: Counter
+    duplicates: Counter
+    redeliveries: Counter
+    redis_errors: Counter
+    latency: Histogram
+    batch_size: Histogram
+    lag: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> PipelineMetrics:
+        """Register every metric in `registry`."""
+        return cls(
+            registry=registry,
+            consumed=Counter(
+                "rewards_events_consumed", "Records read from an input topic.", ["topic"],
+                registry=registry,
+            ),
+            processed=Counter(
+                "rewards_events_processed",
+                "Valid, first-seen events handed to the domain processors.",
+                ["topic"], registry=registry,
+            ),
+            dead_letters=Counter(
+                "rewards_dead_letters",
+                "Records sent to the dead-letter topic, by source topic and reason.",
+                ["topic", "reason"], registry=registry,
+            ),
+            duplicates=Counter(
+                "rewards_duplicate_events",
+                "Records skipped because their event_id was already processed from another offset.",
+                ["topic"], registry=registry,
+            ),
+            redeliveries=Counter(
+                "rewards_redelivered_events",
+                "Records seen again at the same offset (crash before commit); reprocessed.",
+                ["topic"], registry=registry,
+            ),
+            redis_errors=Counter(
+                "rewards_redis_errors", "Failed Redis calls (retried).", ["operation"],
+                registry=registry,
+            ),
+            latency=Histogram(
+                "rewards_processing_latency_seconds",
+                "Time from the record's Kafka timestamp to the end of its processing.",
+                ["topic"], buckets=LATENCY_BUCKETS, registry=registry,
+            ),
+            batch_size=Histogram(
+                "rewards_batch_size", "Records per processed batch.", ["topic"],
+                buckets=BATCH_BUCKETS, registry=registry,
+            ),
+            lag=Gauge(
+                "rewards_consumer_lag",
+                "Records between the partition's high watermark and the worker's read position.",
+                ["topic", "partition"], registry=registry,
+            ),
+        )  # fmt: skip
+
+
+class LeanPrometheusMonitor(PrometheusMonitor):
+    """Faust's Prometheus sensor minus its per-message bookkeeping.
+
+    Measured: the stock sensor's four per-message hooks cut a bare Faust loop from 11.5k to 9.0k
+    events/s. The pipeline counts messages per topic itself, once per batch (`rewards_events_*`), so
+    these hooks are dropped; rebalance, commit, send, assignment and table metrics remain.
+    """
+
+    def on_message_in(self, tp: TP, offset: int, message: Message) -> None:
+        """Counted per batch by the pipeline instead."""
+
+    def on_stream_event_in(
+        self, tp: TP, offset: int, stream: StreamT[Any], event: EventT[Any]
+    ) -> dict[str, Any] | None:
+        """Counted per batch by the pipeline instead."""
+        return None
+
+    def on_stream_event_out(
+        self,
+        tp: TP,
+        offset: int,
+        stream: StreamT[Any],
+        event: EventT[Any],
+        state: dict[str, Any] | None = None,
+    ) -> None:
+        """Latency is observed per event by the pipeline (`rewards_processing_latency_seconds`)."""
+
+    def on_message_out(self, tp: TP, offset: int, message: Message) -> None:
+        """Counted per batch by the pipeline instead."""
+
+
+def serve_metrics(app: faust.App, registry: CollectorRegistry) -> None:
+    """Install the lean Faust sensor and serve `registry` at /metrics on the worker's web server."""
+    app.monitor = LeanPrometheusMonitor(metrics=FaustMetrics.create(registry, "faust"))
+
+    @app.page("/metrics")
+    async def metrics(view: web.View, request: web.Request) -> web.Response:
+        """Prometheus exposition of the pipeline's and Faust's metrics."""
+        body = generate_latest(registry)
+        return cast(
+            web.Response, Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        )

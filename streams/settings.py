@@ -1,0 +1,65 @@
+"""The one settings object, read from the environment once and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.codec import INPUT_TOPICS, OUTPUT_TOPICS
+
+__all__ = ["INPUT_TOPICS", "OUTPUT_TOPICS", "Settings", "settings_env"]
+
+
+class Settings(BaseSettings):
+    """Worker configuration; every field can be set as REWARDS_<FIELD> (see README)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="REWARDS_", frozen=True, extra="ignore", populate_by_name=True
+    )
+
+    app_id: str = "rewards"
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:19092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "REWARDS_KAFKA_BOOTSTRAP_SERVERS"),
+    )
+    redis_url: str = Field(
+        default="redis://127.0.0.1:16379/0",
+        validation_alias=AliasChoices("REDIS_URL", "REWARDS_REDIS_URL"),
+    )
+    topic_prefix: str = ""
+    partitions: int = Field(default=4, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    store: str = "rocksdb://"
+    data_dir: Path = Path.home() / ".local/state/rewards/data"
+    web_bind: str = "127.0.0.1"
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=6066, ge=1, le=65535)
+    max_event_bytes: int = Field(default=65_536, ge=1024)
+    fetch_max_partition_bytes: int = Field(default=4 * 1024 * 1024, ge=1024 * 1024)
+    fetch_max_wait_ms: int = Field(default=100, ge=1, le=1500)
+    batch_max: int = Field(default=1000, ge=1)
+    batch_within_s: float = Field(default=0.02, gt=0)
+    dedupe_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
+    redis_retry_max_s: float = Field(default=5.0, gt=0)
+    lag_interval_s: float = Field(default=5.0, gt=0)
+    log_level: str = "info"
+
+    def topic(self, name: str) -> str:
+        """The full Kafka topic name for a base name such as `purchases`."""
+        return f"{self.topic_prefix}{name}"
+
+    def brokers(self) -> list[str]:
+        """Faust broker URLs, one per bootstrap server."""
+        return [
+            f"kafka://{s.strip()}" for s in self.kafka_bootstrap_servers.split(",") if s.strip()
+        ]
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """Environment variables that recreate `settings` in a child process."""
+    env = {f"REWARDS_{name.upper()}": str(value) for name, value in settings.model_dump().items()}
+    env["KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers
+    env["REDIS_URL"] = settings.redis_url
+    return env

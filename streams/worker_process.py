@@ -1,0 +1,108 @@
+"""Run a worker as a child process and read its Prometheus metrics (tests, bench, demo)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class MetricsEndpoint:
+    """A worker's /metrics page, parsed."""
+
+    def __init__(self, web_port: int, host: str = "127.0.0.1") -> None:
+        self.url = f"http://{host}:{web_port}/metrics"
+
+    def metrics_text(self) -> str:
+        """The raw /metrics page."""
+        with urllib.request.urlopen(self.url, timeout=5) as response:  # noqa: S310 - our own worker
+            return str(response.read().decode())
+
+    def samples(self) -> Samples:
+        """Every sample on /metrics, keyed by (name, sorted labels)."""
+        out: Samples = {}
+        for family in text_string_to_metric_families(self.metrics_text()):
+            for s in family.samples:
+                out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+        return out
+
+    def total(self, name: str, **labels: str) -> float:
+        """Sum of the samples named `name` whose labels include `labels`."""
+        want = set(labels.items())
+        return sum(v for (n, ls), v in self.samples().items() if n == name and want <= set(ls))
+
+
+class WorkerProcess(MetricsEndpoint):
+    """`rewards worker` in a subprocess with the given environment."""
+
+    def __init__(self, env: Mapping[str, str], web_port: int, log_path: Path) -> None:
+        super().__init__(web_port)
+        self.env = {**os.environ, **env, "REWARDS_WEB_PORT": str(web_port)}
+        self.web_port = web_port
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, ready_timeout_s: float = 90.0) -> WorkerProcess:
+        """Start the worker and wait until its metrics endpoint answers and agents are assigned."""
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker"], env=self.env, stdout=log, stderr=log
+        )
+        deadline = time.monotonic() + ready_timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"worker exited with {self.proc.returncode}; see {self.log_path}"
+                )
+            if self.ready():
+                return self
+            time.sleep(0.25)
+        raise TimeoutError(f"worker not ready after {ready_timeout_s}s; see {self.log_path}")
+
+    def ready(self) -> bool:
+        """True once the worker serves metrics and its consumer has partitions assigned."""
+        try:
+            return self.total("faust_assignment_operations_total", operation="completed") >= 1
+        except OSError:
+            return False
+
+    def peak_rss_bytes(self) -> int:
+        """Peak resident set size (VmHWM) of the worker process, Linux only."""
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Graceful stop (SIGTERM), then SIGKILL if it does not exit."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        """Crash the worker (SIGKILL): no commit, no flush."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)

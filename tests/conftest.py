@@ -1,0 +1,202 @@
+"""Fixtures: real Kafka and Redis (env, testcontainers or the local jar stack), per-test topics."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
+
+from streams.kafka_io import ensure_topics
+from streams.settings import Settings, settings_env
+from streams.worker_process import WorkerProcess, free_port
+
+REPO = Path(__file__).resolve().parents[1]
+CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+@dataclass(frozen=True)
+class Services:
+    """Where the real services answer."""
+
+    kafka_bootstrap_servers: str
+    redis_url: str
+    origin: str
+
+
+def unavailable(message: str) -> None:
+    """In CI a missing service is a failure, elsewhere a skip."""
+    if CI:
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+def docker_engine_answers() -> bool:
+    """True when a Docker engine (not just the client) is reachable."""
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+        return True
+    except Exception:
+        return False
+
+
+@contextlib.contextmanager
+def containers() -> Iterator[Services]:
+    """Kafka and Redis in testcontainers (a laptop with Docker)."""
+    from testcontainers.kafka import KafkaContainer
+    from testcontainers.redis import RedisContainer
+
+    with (
+        KafkaContainer("confluentinc/cp-kafka:7.7.1").with_kraft() as kafka,
+        RedisContainer("redis:7-alpine") as rds,
+    ):
+        url = f"redis://{rds.get_container_host_ip()}:{rds.get_exposed_port(6379)}/0"
+        yield Services(kafka.get_bootstrap_server(), url, "testcontainers")
+
+
+@contextlib.contextmanager
+def local_stack() -> Iterator[Services]:
+    """The jar-based KRaft broker and redis-server from deploy/stack.sh (no Docker)."""
+    script = REPO / "deploy" / "stack.sh"
+    was_running = (
+        "running"
+        in subprocess.run(
+            ["bash", str(script), "status"], capture_output=True, text=True, check=False
+        ).stdout
+    )
+    up = subprocess.run(["bash", str(script), "up"], capture_output=True, text=True, check=False)
+    if up.returncode != 0:
+        unavailable(f"deploy/stack.sh up failed:\n{up.stderr[-3000:]}")
+    env = subprocess.run(["bash", str(script), "env"], capture_output=True, text=True, check=True)
+    values = dict(line.removeprefix("export ").split("=", 1) for line in env.stdout.splitlines())
+    try:
+        yield Services(values["KAFKA_BOOTSTRAP_SERVERS"], values["REDIS_URL"], "deploy/stack.sh")
+    finally:
+        if not was_running:
+            subprocess.run(["bash", str(script), "down"], capture_output=True, check=False)
+
+
+def check_reachable(services: Services) -> None:
+    """Fail (CI) or skip when Kafka or Redis does not answer."""
+    try:
+        AdminClient({"bootstrap.servers": services.kafka_bootstrap_servers}).list_topics(timeout=20)
+    except Exception as exc:
+        unavailable(f"Kafka at {services.kafka_bootstrap_servers} unreachable: {exc}")
+    try:
+        redis.Redis.from_url(services.redis_url, socket_connect_timeout=5).ping()
+    except Exception as exc:
+        unavailable(f"Redis at {services.redis_url} unreachable: {exc}")
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[Services]:
+    """Explicit KAFKA_BOOTSTRAP_SERVERS / REDIS_URL win; else testcontainers; else local stack."""
+    bootstrap, url = os.environ.get("KAFKA_BOOTSTRAP_SERVERS"), os.environ.get("REDIS_URL")
+    with contextlib.ExitStack() as stack:
+        if bootstrap and url:
+            found = Services(bootstrap, url, "environment")
+        elif docker_engine_answers():
+            found = stack.enter_context(containers())
+        else:
+            found = stack.enter_context(local_stack())
+        check_reachable(found)
+        yield found
+
+
+@pytest.fixture
+def settings(services: Services, tmp_path: Path) -> Settings:
+    """Settings with topics, consumer group and Redis namespace unique to this test."""
+    run = uuid.uuid4().hex[:10]
+    made = Settings(
+        kafka_bootstrap_servers=services.kafka_bootstrap_servers,
+        redis_url=services.redis_url,
+        topic_prefix=f"t-{run}-",
+        app_id=f"test-{run}",
+        store="memory://",
+        data_dir=tmp_path / "data",
+        web_port=free_port(),
+        partitions=2,
+        lag_interval_s=0.5,
+    )
+    ensure_topics(made)
+    return made
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[Callable[[Settings], WorkerProcess]]:
+    """Start `rewards worker` subprocesses; all are stopped after the test."""
+    started: list[WorkerProcess] = []
+
+    def start(settings: Settings) -> WorkerProcess:
+        log = tmp_path / f"worker-{len(started)}.log"
+        worker = WorkerProcess(settings_env(settings), settings.web_port, log)
+        started.append(worker)
+        return worker.start()
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@dataclass(frozen=True)
+class Sent:
+    """Where a produced record landed."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+def publish(
+    settings: Settings, base_topic: str, records: list[tuple[bytes | None, bytes]]
+) -> list[Sent]:
+    """Produce records synchronously and return their positions."""
+    producer = Producer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "partitioner": "murmur2_random",
+            "message.max.bytes": 4 * 1024 * 1024,
+        }
+    )
+    sent: list[Sent] = []
+
+    def delivered(err: object, msg: object) -> None:
+        assert err is None, err
+        sent.append(Sent(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value()))  # type: ignore[attr-defined]
+
+    for key, value in records:
+        producer.produce(settings.topic(base_topic), value=value, key=key, on_delivery=delivered)
+        producer.flush(30)  # one at a time: keeps the order the test reasons about
+    return sent
+
+
+def eventually(
+    check: Callable[[], object], timeout_s: float = 60.0, every_s: float = 0.25
+) -> object:
+    """Retry `check` until it returns a truthy value without raising; re-raise the last failure."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            result = check()
+            if result:
+                return result
+            failure: BaseException | None = AssertionError(f"{check} returned {result!r}")
+        except AssertionError as exc:
+            failure = exc
+        if time.monotonic() > deadline:
+            assert failure is not None
+            raise failure
+        time.sleep(every_s)

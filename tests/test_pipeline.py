@@ -1,0 +1,109 @@
+"""The ingestion path end to end through a real broker and Redis, the worker a subprocess."""
+
+from __future__ import annotations
+
+import base64
+
+import orjson
+import pytest
+
+from streams.inspect import read_topic
+from tests.conftest import eventually, publish
+from tests.events import BUILDERS, purchase, record
+
+pytestmark = pytest.mark.integration
+
+
+def dead_letters(settings):
+    """Every dead letter so far, decoded."""
+    return [orjson.loads(m.value()) for m in read_topic(settings, settings.topic("dead-letter"))]
+
+
+def test_valid_events_of_every_topic_are_admitted(settings, start_worker):
+    worker = start_worker(settings)
+    for topic, build in BUILDERS.items():
+        publish(settings, topic, [record(topic, build()) for _ in range(3)])
+    for topic in BUILDERS:
+        eventually(lambda t=topic: worker.total("rewards_events_processed_total", topic=t) == 3)
+    assert worker.total("rewards_dead_letters_total") == 0
+    assert dead_letters(settings) == []
+
+
+BAD_PURCHASES = {
+    "invalid_json": b'{"event_id": "e-1", "customer_id": ',
+    "wrong_type": orjson.dumps(purchase(amount_cents="12.50")),
+    "schema_violation": orjson.dumps({k: v for k, v in purchase().items() if k != "order_id"}),
+    "unknown_currency": orjson.dumps(purchase(currency="XYZ")),
+    "oversized": orjson.dumps(purchase(note="x" * 70_000)),
+}
+
+
+def test_each_bad_input_kind_is_dead_lettered_with_its_source(settings, start_worker):
+    worker = start_worker(settings)
+    bad = [(b"c-1", raw) for raw in BAD_PURCHASES.values()]
+    mismatched_key = (b"someone-else", orjson.dumps(purchase()))
+    sent = publish(settings, "purchases", [*bad, mismatched_key])
+    expected = [*BAD_PURCHASES, "key_mismatch"]
+
+    letters = eventually(lambda: (d := dead_letters(settings)) and len(d) == len(sent) and d)
+    by_offset = {(d["source"]["partition"], d["source"]["offset"]): d for d in letters}
+    for reason, record_sent in zip(expected, sent, strict=True):
+        letter = by_offset[(record_sent.partition, record_sent.offset)]
+        assert letter["reason"] == reason
+        assert letter["source"]["topic"] == settings.topic("purchases")
+        assert base64.b64decode(letter["original_value_b64"]) == record_sent.value
+        assert base64.b64decode(letter["original_key_b64"]) == record_sent.key
+        assert letter["detail"]
+    for reason in expected:
+        assert worker.total("rewards_dead_letters_total", topic="purchases", reason=reason) == 1
+
+    publish(settings, "purchases", [record("purchases", purchase())])
+    eventually(lambda: worker.total("rewards_events_processed_total", topic="purchases") == 1)
+    assert worker.proc is not None and worker.proc.poll() is None
+
+
+@pytest.mark.parametrize("topic", ["complaints", "referrals", "survey-responses"])
+def test_bad_input_on_other_topics_is_dead_lettered(settings, start_worker, topic):
+    worker = start_worker(settings)
+    event = BUILDERS[topic]()
+    event["event_id"] = 42
+    sent = publish(settings, topic, [(b"c-1", b"not json"), record(topic, event)])
+    letters = eventually(lambda: (d := dead_letters(settings)) and len(d) == 2 and d)
+    assert sorted(d["reason"] for d in letters) == ["invalid_json", "wrong_type"]
+    assert {d["source"]["offset"] for d in letters} == {s.offset for s in sent}
+    assert worker.total("rewards_dead_letters_total", topic=topic) == 2
+
+
+def test_duplicate_event_ids_are_processed_once_even_across_restarts(settings, start_worker):
+    event = purchase()
+    first = start_worker(settings)
+    publish(settings, "purchases", [record("purchases", event)] * 3)
+    eventually(lambda: first.total("rewards_events_consumed_total", topic="purchases") == 3)
+    assert first.total("rewards_events_processed_total", topic="purchases") == 1
+    assert first.total("rewards_duplicate_events_total", topic="purchases") == 2
+    first.stop()
+
+    publish(settings, "purchases", [record("purchases", event), record("purchases", purchase())])
+    second = start_worker(settings)
+    eventually(lambda: second.total("rewards_events_consumed_total", topic="purchases") == 2)
+    assert second.total("rewards_events_processed_total", topic="purchases") == 1
+    assert second.total("rewards_duplicate_events_total", topic="purchases") == 1
+
+
+def test_consumer_lag_is_exported_per_partition(settings, start_worker):
+    worker = start_worker(settings)
+    publish(
+        settings,
+        "purchases",
+        [record("purchases", purchase(customer_id=f"c-{i}")) for i in range(20)],
+    )
+    eventually(lambda: worker.total("rewards_events_processed_total", topic="purchases") == 20)
+    lag = eventually(
+        lambda: [
+            (labels, value)
+            for (name, labels), value in worker.samples().items()
+            if name == "rewards_consumer_lag"
+        ]
+    )
+    assert {dict(labels)["topic"] for labels, _ in lag} == {settings.topic("purchases")}
+    eventually(lambda: worker.total("rewards_consumer_lag") == 0)

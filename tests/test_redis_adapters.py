@@ -1,0 +1,116 @@
+"""The Redis first-seen index against a real redis-server, including an outage and recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import time
+
+import pytest
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
+
+from processors.delivery import Delivery, Position, classify_delivery
+from streams.dedupe import FirstSeenIndex
+from streams.metrics import PipelineMetrics
+from streams.worker_process import free_port
+from tests.conftest import CI
+
+pytestmark = pytest.mark.integration
+
+
+def index(url: str, namespace: str, metrics: PipelineMetrics | None = None) -> FirstSeenIndex:
+    return FirstSeenIndex(
+        Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1),
+        namespace=namespace,
+        ttl_s=3600,
+        retry_max_s=0.2,
+        metrics=metrics or PipelineMetrics.create(CollectorRegistry()),
+    )
+
+
+def test_first_seen_index_tells_new_redelivered_and_duplicate(settings):
+    first_seen = index(settings.redis_url, settings.app_id)
+    a, b = Position("t", 0, 10), Position("t", 1, 99)
+
+    async def scenario():
+        return (
+            await first_seen.mark([("e-1", a), ("e-2", a), ("e-1", b)]),
+            await first_seen.mark([("e-1", a), ("e-2", b)]),
+        )
+
+    first, second = asyncio.run(scenario())
+    assert [classify_delivery(m, p) for m, p in zip(first, [a, a, b], strict=True)] == [
+        Delivery.NEW, Delivery.NEW, Delivery.DUPLICATE,
+    ]  # fmt: skip
+    assert [classify_delivery(m, p) for m, p in zip(second, [a, b], strict=True)] == [
+        Delivery.REDELIVERY, Delivery.DUPLICATE,
+    ]  # fmt: skip
+
+
+def test_marks_expire(settings):
+    import redis
+
+    first_seen = index(settings.redis_url, settings.app_id)
+    asyncio.run(first_seen.mark([("e-ttl", Position("t", 0, 1))]))
+    ttl = redis.Redis.from_url(settings.redis_url).ttl(f"{settings.app_id}:t:e-ttl")
+    assert 3500 < ttl <= 3600
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    """A redis-server of this test's own, so it can be stopped and started again."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if CI:
+            pytest.fail("redis-server is not installed")
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    argv = [
+        binary,
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--save",
+        "",
+        "--dir",
+        str(tmp_path),
+    ]
+
+    class Server:
+        url = f"redis://127.0.0.1:{port}/0"
+        proc: subprocess.Popen[bytes] | None = None
+
+        def start(self) -> None:
+            self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+            time.sleep(0.3)
+
+        def stop(self) -> None:
+            if self.proc:
+                self.proc.terminate()
+                self.proc.wait(10)
+
+    server = Server()
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_outage_holds_the_batch_and_catches_up(private_redis):
+    metrics = PipelineMetrics.create(CollectorRegistry())
+    first_seen = index(private_redis.url, "outage", metrics)
+    private_redis.stop()
+
+    async def scenario():
+        task = asyncio.create_task(first_seen.mark([("e-1", Position("t", 0, 1))]))
+        await asyncio.sleep(1.5)
+        held = not task.done()
+        await asyncio.to_thread(private_redis.start)
+        return held, await asyncio.wait_for(task, 30)
+
+    held, marks = asyncio.run(scenario())
+    assert held, "an unreachable Redis must hold the batch, not decide blindly"
+    assert marks == [None]
+    assert metrics.redis_errors.labels("dedupe")._value.get() >= 1

@@ -1,0 +1,79 @@
+"""deploy/stack.sh: a 3-broker KRaft cluster on one machine that survives losing a broker."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from streams.worker_process import free_port
+from tests.conftest import CI, REPO, eventually
+
+pytestmark = pytest.mark.integration
+
+
+def consecutive_free_ports(count: int) -> int:
+    """A base port with `count` free ports after it (best effort)."""
+    for _ in range(50):
+        base = free_port()
+        if base + count < 65535:
+            return base
+    raise RuntimeError("no free port range")
+
+
+@pytest.fixture
+def cluster(tmp_path: Path):
+    if shutil.which("java") is None or shutil.which("mvn") is None:
+        if CI:
+            pytest.fail("java and mvn are needed for the jar-based cluster")
+        pytest.skip("java and mvn are needed for the jar-based cluster")
+    env = {
+        **os.environ,
+        "REWARDS_STACK_DIR": str(tmp_path / "stack"),
+        "REWARDS_KAFKA_PORT": str(consecutive_free_ports(6)),
+        "REWARDS_REDIS_PORT": str(free_port()),
+    }
+    script = str(REPO / "deploy" / "stack.sh")
+
+    def run(*args: str) -> str:
+        done = subprocess.run(
+            ["bash", script, *args], env=env, capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    run("up", "--brokers", "3")
+    run("up", "--brokers", "3")  # safe to run twice
+    exports = dict(line.removeprefix("export ").split("=", 1) for line in run("env").splitlines())
+    yield exports["KAFKA_BOOTSTRAP_SERVERS"], tmp_path / "stack"
+    run("down", "--purge")
+
+
+def test_three_broker_cluster_replicates_and_survives_a_broker_loss(cluster):
+    bootstrap, state = cluster
+    assert len(bootstrap.split(",")) == 3
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic("replicated", 3, 3)])["replicated"].result(30)
+    metadata = eventually(
+        lambda: (m := admin.list_topics(timeout=20)) and "replicated" in m.topics and m
+    )
+    assert sorted(metadata.brokers) == [1, 2, 3]
+    for partition in metadata.topics["replicated"].partitions.values():
+        assert sorted(partition.replicas) == [1, 2, 3]
+
+    pid = int((state / "kafka-2" / "pid").read_text())
+    os.kill(pid, 9)
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "acks": "all", "message.timeout.ms": 60000}
+    )
+    failures: list[object] = []
+    for i in range(30):
+        producer.produce("replicated", value=b"x", key=str(i).encode(),
+                         on_delivery=lambda err, _msg: err and failures.append(err))  # fmt: skip
+    assert producer.flush(90) == 0
+    assert failures == [], "min.insync.replicas=2 must still accept writes with one broker down"
