@@ -10,7 +10,7 @@ from faust.types import TP
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from schemas.codec import Codec
+from schemas.codec import REASONS, Codec
 from streams.agents import Handler, register_ingest_agent
 from streams.dead_letter import DeadLetterSink
 from streams.dedupe import FirstSeenIndex
@@ -45,6 +45,7 @@ def create_app(settings: Settings, handlers: Mapping[str, Handler] | None = None
     registry = CollectorRegistry()
     serve_metrics(app, registry)
     metrics = PipelineMetrics.create(registry)
+    metrics.prime(INPUT_TOPICS, REASONS)
     gate = build_gate(app, settings, metrics)
     register_ingest_agent(app, settings, gate, handlers or {})
     register_lag_timer(app, settings, gate, metrics)

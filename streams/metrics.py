@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -89,6 +90,15 @@ class PipelineMetrics:
                 ["topic", "partition"], registry=registry,
             ),
         )  # fmt: skip
+
+    def prime(self, topics: Sequence[str], reasons: Sequence[str]) -> None:
+        """Create every known label set at zero, so series exist before the first event."""
+        for topic in topics:
+            for counter in (self.consumed, self.processed, self.duplicates, self.redeliveries):
+                counter.labels(topic)
+            for reason in reasons:
+                self.dead_letters.labels(topic, reason)
+        self.redis_errors.labels("dedupe")
 
 
 class LeanPrometheusMonitor(PrometheusMonitor):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -13,15 +12,12 @@ from pathlib import Path
 
 import pytest
 import redis
-from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from streams.kafka_io import ensure_topics
 from streams.settings import Settings, settings_env
 from streams.worker_process import WorkerProcess, free_port
-
-REPO = Path(__file__).resolve().parents[1]
-CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+from tests.support import REPO, unavailable
 
 
 @dataclass(frozen=True)
@@ -31,13 +27,6 @@ class Services:
     kafka_bootstrap_servers: str
     redis_url: str
     origin: str
-
-
-def unavailable(message: str) -> None:
-    """In CI a missing service is a failure, elsewhere a skip."""
-    if CI:
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
 
 
 def docker_engine_answers() -> bool:
@@ -147,56 +136,3 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[[Settings], WorkerProcess]
     yield start
     for worker in started:
         worker.stop()
-
-
-@dataclass(frozen=True)
-class Sent:
-    """Where a produced record landed."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-
-
-def publish(
-    settings: Settings, base_topic: str, records: list[tuple[bytes | None, bytes]]
-) -> list[Sent]:
-    """Produce records synchronously and return their positions."""
-    producer = Producer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
-            "partitioner": "murmur2_random",
-            "message.max.bytes": 4 * 1024 * 1024,
-        }
-    )
-    sent: list[Sent] = []
-
-    def delivered(err: object, msg: object) -> None:
-        assert err is None, err
-        sent.append(Sent(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value()))  # type: ignore[attr-defined]
-
-    for key, value in records:
-        producer.produce(settings.topic(base_topic), value=value, key=key, on_delivery=delivered)
-        producer.flush(30)  # one at a time: keeps the order the test reasons about
-    return sent
-
-
-def eventually(
-    check: Callable[[], object], timeout_s: float = 60.0, every_s: float = 0.25
-) -> object:
-    """Retry `check` until it returns a truthy value without raising; re-raise the last failure."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            result = check()
-            if result:
-                return result
-            failure: BaseException | None = AssertionError(f"{check} returned {result!r}")
-        except AssertionError as exc:
-            failure = exc
-        if time.monotonic() > deadline:
-            assert failure is not None
-            raise failure
-        time.sleep(every_s)

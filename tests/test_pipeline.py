@@ -8,8 +8,8 @@ import orjson
 import pytest
 
 from streams.inspect import read_topic
-from tests.conftest import eventually, publish
 from tests.events import BUILDERS, purchase, record
+from tests.support import eventually, publish
 
 pytestmark = pytest.mark.integration
 

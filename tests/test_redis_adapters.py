@@ -15,7 +15,7 @@ from processors.delivery import Delivery, Position, classify_delivery
 from streams.dedupe import FirstSeenIndex
 from streams.metrics import PipelineMetrics
 from streams.worker_process import free_port
-from tests.conftest import CI
+from tests.support import CI
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams.worker_process import free_port
-from tests.conftest import CI, REPO, eventually
+from tests.support import CI, REPO, eventually
 
 pytestmark = pytest.mark.integration
 

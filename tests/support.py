@@ -1,0 +1,77 @@
+"""Helpers shared by the tests: environment facts, publishing, waiting for a condition."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer
+
+from streams.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def unavailable(message: str) -> None:
+    """In CI a missing service or tool is a failure, elsewhere a skip."""
+    if CI:
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@dataclass(frozen=True)
+class Sent:
+    """Where a produced record landed."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+def publish(
+    settings: Settings, base_topic: str, records: list[tuple[bytes | None, bytes]]
+) -> list[Sent]:
+    """Produce records synchronously and return their positions."""
+    producer = Producer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "partitioner": "murmur2_random",
+            "message.max.bytes": 4 * 1024 * 1024,
+        }
+    )
+    sent: list[Sent] = []
+
+    def delivered(err: object, msg: object) -> None:
+        assert err is None, err
+        sent.append(Sent(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value()))  # type: ignore[attr-defined]
+
+    for key, value in records:
+        producer.produce(settings.topic(base_topic), value=value, key=key, on_delivery=delivered)
+        producer.flush(30)  # one at a time: keeps the order the test reasons about
+    return sent
+
+
+def eventually(
+    check: Callable[[], object], timeout_s: float = 60.0, every_s: float = 0.25
+) -> object:
+    """Retry `check` until it returns a truthy value without raising; re-raise the last failure."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            result = check()
+            if result:
+                return result
+            failure: BaseException | None = AssertionError(f"{check} returned {result!r}")
+        except AssertionError as exc:
+            failure = exc
+        if time.monotonic() > deadline:
+            assert failure is not None
+            raise failure
+        time.sleep(every_s)
