@@ -49,7 +49,7 @@ fi
 CONSUMED_BEFORE=$(curl -fs "http://127.0.0.1:$PORT/metrics" |
   awk '/^rewards_events_consumed_total\{/ {s += $2} END {printf "%d", s}')
 say "publishing $EVENTS simulated shop events at $RATE/s"
-rewards demo --events "$EVENTS" --rate "$RATE"
+rewards demo --events "$EVENTS" --rate "$RATE" --seed "${DEMO_SEED:-$(date +%s)}"
 say "waiting for the worker to catch up"
 before="${CONSUMED_BEFORE:-0}"
 for _ in $(seq 1 120); do
