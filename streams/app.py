@@ -41,6 +41,8 @@ def create_app(settings: Settings, handlers: Mapping[str, Handler] | None = None
         stream_buffer_maxsize=20000,
         producer_max_request_size=DEAD_LETTER_MAX_BYTES + 65_536,
         consumer_auto_offset_reset="earliest",
+        broker_commit_interval=settings.commit_interval_s,
+        broker_session_timeout=settings.session_timeout_s,
     )
     registry = CollectorRegistry()
     serve_metrics(app, registry)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -41,10 +42,13 @@ class Settings(BaseSettings):
     fetch_max_wait_ms: int = Field(default=100, ge=1, le=1500)
     batch_max: int = Field(default=1000, ge=1)
     batch_within_s: float = Field(default=0.02, gt=0)
+    session_timeout_s: float = Field(default=45.0, ge=6.0)
+    commit_interval_s: float = Field(default=2.8, gt=0)
     dedupe_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
     redis_retry_max_s: float = Field(default=5.0, gt=0)
     lag_interval_s: float = Field(default=5.0, gt=0)
     log_level: str = "info"
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
 
     def topic(self, name: str) -> str:
         """The full Kafka topic name for a base name such as `purchases`."""

@@ -117,6 +117,7 @@ def settings(services: Services, tmp_path: Path) -> Settings:
         web_port=free_port(),
         partitions=2,
         lag_interval_s=0.5,
+        session_timeout_s=8.0,
     )
     ensure_topics(made)
     return made

@@ -107,3 +107,17 @@ def test_consumer_lag_is_exported_per_partition(settings, start_worker):
     )
     assert {dict(labels)["topic"] for labels, _ in lag} == {settings.topic("purchases")}
     eventually(lambda: worker.total("rewards_consumer_lag") == 0)
+
+
+def test_a_crash_before_commit_redelivers_and_reprocesses_not_drops(settings, start_worker):
+    slow_commit = settings.model_copy(update={"commit_interval_s": 120.0})
+    first = start_worker(slow_commit)
+    publish(settings, "purchases", [record("purchases", purchase()) for _ in range(5)])
+    eventually(lambda: first.total("rewards_events_processed_total", topic="purchases") == 5)
+    first.kill()  # SIGKILL: offsets never committed
+
+    second = start_worker(settings)
+    eventually(lambda: second.total("rewards_events_consumed_total", topic="purchases") == 5)
+    assert second.total("rewards_redelivered_events_total", topic="purchases") == 5
+    assert second.total("rewards_duplicate_events_total", topic="purchases") == 0
+    assert second.total("rewards_events_processed_total", topic="purchases") == 5

@@ -15,7 +15,8 @@ from processors.delivery import Delivery, Position, classify_delivery
 from streams.dedupe import FirstSeenIndex
 from streams.metrics import PipelineMetrics
 from streams.worker_process import free_port
-from tests.support import CI
+from tests.events import purchase, record
+from tests.support import CI, eventually, publish
 
 pytestmark = pytest.mark.integration
 
@@ -114,3 +115,19 @@ def test_outage_holds_the_batch_and_catches_up(private_redis):
     assert held, "an unreachable Redis must hold the batch, not decide blindly"
     assert marks == [None]
     assert metrics.redis_errors.labels("dedupe")._value.get() >= 1
+
+
+def test_worker_survives_a_redis_outage_and_catches_up(settings, start_worker, private_redis):
+    worker = start_worker(settings.model_copy(update={"redis_url": private_redis.url}))
+    publish(settings, "purchases", [record("purchases", purchase())])
+    eventually(lambda: worker.total("rewards_events_processed_total", topic="purchases") == 1)
+
+    private_redis.stop()
+    publish(settings, "purchases", [record("purchases", purchase()) for _ in range(3)])
+    eventually(lambda: worker.total("rewards_redis_errors_total") >= 2)
+    assert worker.total("rewards_events_processed_total", topic="purchases") == 1
+    assert worker.proc is not None and worker.proc.poll() is None
+
+    private_redis.start()
+    eventually(lambda: worker.total("rewards_events_processed_total", topic="purchases") == 4)
+    assert worker.total("rewards_duplicate_events_total") == 0

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
@@ -18,11 +21,18 @@ pytestmark = pytest.mark.integration
 
 
 def consecutive_free_ports(count: int) -> int:
-    """A base port with `count` free ports after it (best effort)."""
-    for _ in range(50):
-        base = free_port()
-        if base + count < 65535:
+    """A base port below the ephemeral range with `count` bindable ports from it on."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20_000, 30_000 - count)
+        try:
+            with contextlib.ExitStack() as stack:
+                for port in range(base, base + count):
+                    sock = stack.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
             return base
+        except OSError:
+            continue
     raise RuntimeError("no free port range")
 
 
@@ -44,7 +54,7 @@ def cluster(tmp_path: Path):
         done = subprocess.run(
             ["bash", script, *args], env=env, capture_output=True, text=True, check=False
         )
-        assert done.returncode == 0, done.stderr
+        assert done.returncode == 0, done.stderr[-4000:]
         return done.stdout
 
     run("up", "--brokers", "3")
