@@ -25,6 +25,16 @@ fi
 EVENTS="${1:-5000}"
 RATE="${2:-1000}"
 
+if [[ "${REWARDS_DEMO_DOCKER:-auto}" != no ]] && docker info >/dev/null 2>&1 &&
+  docker compose version >/dev/null 2>&1; then
+  say "Docker engine found: running the stack with docker compose (REWARDS_DEMO_DOCKER=no to skip)"
+  docker compose up --build -d
+  docker compose run --rm demo rewards demo --events "$EVENTS" --rate "$RATE" --seed "$(date +%s)"
+  docker compose exec worker rewards status
+  echo "Grafana: http://localhost:3000 (dashboard 'Rewards pipeline'); stop: docker compose down -v"
+  exit 0
+fi
+
 bash deploy/setup.sh
 bash deploy/stack.sh up
 eval "$(bash deploy/stack.sh env)"
