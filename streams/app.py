@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from schemas.codec import REASONS, Codec
 from streams.agents import Handler, register_ingest_agent
 from streams.dead_letter import DeadLetterSink
-from streams.dedupe import FirstSeenIndex
+from streams.dedupe import FirstSeenIndex, seen_namespace
 from streams.ingest import Gate
 from streams.metrics import PipelineMetrics, serve_metrics
 from streams.settings import INPUT_TOPICS, Settings
@@ -66,7 +66,7 @@ def build_gate(app: faust.App, settings: Settings, metrics: PipelineMetrics) -> 
     )
     first_seen = FirstSeenIndex(
         Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5),
-        namespace=f"{settings.app_id}:seen",
+        namespace=seen_namespace(settings.app_id),
         ttl_s=settings.dedupe_ttl_s,
         retry_max_s=settings.redis_retry_max_s,
         metrics=metrics,

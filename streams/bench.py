@@ -13,6 +13,7 @@ import orjson
 from confluent_kafka import Consumer
 
 from schemas.codec import Codec, DecodeError
+from streams.housekeeping import purge
 from streams.kafka_io import ensure_topics, fast_producer, produce
 from streams.publish import paced
 from streams.settings import INPUT_TOPICS, Settings, settings_env
@@ -204,6 +205,8 @@ def run_bench(base: Settings, options: BenchOptions) -> int:
         latency_p99_ms=p99,
         worker_peak_rss_mib=rss / 2**20,
     )
+    purge(settings)
+    purge(latency_settings)
     print_table(result)
     if options.json_path:
         options.json_path.write_bytes(orjson.dumps(asdict(result), option=orjson.OPT_INDENT_2))

@@ -29,6 +29,11 @@ return out
 """
 
 
+def seen_namespace(app_id: str) -> str:
+    """The Redis key prefix of an app's first-seen marks."""
+    return f"{app_id}:seen"
+
+
 class FirstSeenIndex:
     """`SET key position NX GET EX ttl` per event id: None if new, else the first position seen."""
 

@@ -42,6 +42,18 @@ def ensure_topics(settings: Settings, names: Iterable[str] = INPUT_TOPICS + OUTP
                 raise
 
 
+def delete_topics(settings: Settings, names: Iterable[str] = INPUT_TOPICS + OUTPUT_TOPICS) -> None:
+    """Delete the product's topics under this settings' prefix, and Faust's internal ones."""
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    existing = admin.list_topics(timeout=30).topics
+    doomed = [settings.topic(n) for n in names]
+    doomed += [t for t in existing if t.startswith(f"{settings.app_id}-")]  # Faust's own topics
+    doomed = [t for t in doomed if t in existing]
+    if doomed:
+        for future in admin.delete_topics(doomed, operation_timeout=30).values():
+            future.result()
+
+
 def fast_producer(settings: Settings, **overrides: Any) -> Producer:
     """A batching, idempotent producer (acks=all) with the client's default partitioner settings."""
     config: dict[str, Any] = {

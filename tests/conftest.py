@@ -14,6 +14,7 @@ import pytest
 import redis
 from confluent_kafka.admin import AdminClient
 
+from streams.housekeeping import purge
 from streams.kafka_io import ensure_topics
 from streams.settings import Settings, settings_env
 from streams.worker_process import WorkerProcess, free_port
@@ -104,8 +105,8 @@ def services() -> Iterator[Services]:
 
 
 @pytest.fixture
-def settings(services: Services, tmp_path: Path) -> Settings:
-    """Settings with topics, consumer group and Redis namespace unique to this test."""
+def settings(services: Services, tmp_path: Path) -> Iterator[Settings]:
+    """Topics, consumer group and Redis namespace unique to this test, removed afterwards."""
     run = uuid.uuid4().hex[:10]
     made = Settings(
         kafka_bootstrap_servers=services.kafka_bootstrap_servers,
@@ -120,7 +121,8 @@ def settings(services: Services, tmp_path: Path) -> Settings:
         session_timeout_s=8.0,
     )
     ensure_topics(made)
-    return made
+    yield made
+    purge(made)
 
 
 @pytest.fixture
