@@ -151,8 +151,7 @@ def measure_latency(settings: Settings, options: BenchOptions, log: Path) -> tup
     """
     n = int(options.latency_rate * options.latency_seconds)
     events = list(ShopSimulator(seed=99, bad_event_ratio=0.0).events(n))
-    ensure_topics(settings)
-    worker = WorkerProcess(settings_env(settings), free_port(), log).start()
+    worker = WorkerProcess(settings_env(settings), free_port(), log).start()  # creates the topics
     try:
         time.sleep(SETTLE_S)  # let the consumer finish joining and fetching
         publish_all(settings, events, options.latency_rate)

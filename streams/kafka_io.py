@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -21,9 +22,21 @@ TOPIC_CONFIGS: dict[str, dict[str, str]] = {
 }
 
 
+@functools.cache
+def admin_client(bootstrap_servers: str) -> AdminClient:
+    """One AdminClient per cluster for the whole process.
+
+    Destroying an AdminClient right after its futures resolve races with librdkafka's background
+    thread, which may still be converting the results: seen as a SIGSEGV in
+    `rd_kafka_topic_result_error_string` (confluent-kafka 2.16.1) when topics were created twice in
+    one process. Keeping the client alive avoids that.
+    """
+    return AdminClient({"bootstrap.servers": bootstrap_servers})
+
+
 def ensure_topics(settings: Settings, names: Iterable[str] = INPUT_TOPICS + OUTPUT_TOPICS) -> None:
     """Create the product's topics if missing, with the configured partitions and replication."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    admin = admin_client(settings.kafka_bootstrap_servers)
     wanted = [
         NewTopic(
             settings.topic(name),
@@ -44,11 +57,13 @@ def ensure_topics(settings: Settings, names: Iterable[str] = INPUT_TOPICS + OUTP
 
 def delete_topics(settings: Settings, names: Iterable[str] = INPUT_TOPICS + OUTPUT_TOPICS) -> None:
     """Delete the product's topics under this settings' prefix, and Faust's internal ones."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    admin = admin_client(settings.kafka_bootstrap_servers)
     existing = admin.list_topics(timeout=30).topics
-    doomed = [settings.topic(n) for n in names]
-    doomed += [t for t in existing if t.startswith(f"{settings.app_id}-")]  # Faust's own topics
-    doomed = [t for t in doomed if t in existing]
+    # A name listed twice makes the broker reject the request (INVALID_REQUEST), and converting
+    # that answer crashed confluent-kafka 2.16.1 (SIGSEGV): hence the set.
+    wanted = {settings.topic(n) for n in names}
+    wanted |= {t for t in existing if t.startswith(f"{settings.app_id}-")}  # Faust's own
+    doomed = sorted(t for t in wanted if t in existing)
     if doomed:
         for future in admin.delete_topics(doomed, operation_timeout=30).values():
             future.result()
