@@ -24,13 +24,7 @@ TOPIC_CONFIGS: dict[str, dict[str, str]] = {
 
 @functools.cache
 def admin_client(bootstrap_servers: str) -> AdminClient:
-    """One AdminClient per cluster for the whole process.
-
-    Destroying an AdminClient right after its futures resolve races with librdkafka's background
-    thread, which may still be converting the results: seen as a SIGSEGV in
-    `rd_kafka_topic_result_error_string` (confluent-kafka 2.16.1) when topics were created twice in
-    one process. Keeping the client alive avoids that.
-    """
+    """One AdminClient per cluster for the whole process (no new connection per topic call)."""
     return AdminClient({"bootstrap.servers": bootstrap_servers})
 
 

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 import redis
-from confluent_kafka.admin import AdminClient
 
 from streams.housekeeping import purge
-from streams.kafka_io import ensure_topics
+from streams.kafka_io import admin_client, ensure_topics
 from streams.settings import Settings, settings_env
 from streams.worker_process import WorkerProcess, free_port
 from tests.support import REPO, unavailable
@@ -80,7 +79,7 @@ def local_stack() -> Iterator[Services]:
 def check_reachable(services: Services) -> None:
     """Fail (CI) or skip when Kafka or Redis does not answer."""
     try:
-        AdminClient({"bootstrap.servers": services.kafka_bootstrap_servers}).list_topics(timeout=20)
+        admin_client(services.kafka_bootstrap_servers).list_topics(timeout=20)
     except Exception as exc:
         unavailable(f"Kafka at {services.kafka_bootstrap_servers} unreachable: {exc}")
     try:
