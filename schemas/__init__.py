@@ -30,6 +30,8 @@ from schemas.outputs import (
     FraudThresholds,
     GiftCard,
     OutputEvent,
+    PointsAnomaly,
+    PointsLedgerEntry,
     RewardIssued,
 )
 
@@ -52,6 +54,8 @@ __all__ = [
     "GiftCard",
     "InputEvent",
     "OutputEvent",
+    "PointsAnomaly",
+    "PointsLedgerEntry",
     "Purchase",
     "Referral",
     "RewardIssued",

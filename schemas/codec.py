@@ -21,13 +21,20 @@ REASONS: Final = (
     "oversized",
     "key_mismatch",
     "unknown_topic",
+    "no_points_rate",
 )
 """The dead-letter reasons this package produces (consumers must accept others too)."""
 
 INPUT_TOPICS: Final = ("purchases", "complaints", "referrals", "survey-responses")
 """Input topics by base name (without any deployment prefix)."""
 
-OUTPUT_TOPICS: Final = ("rewards-issued", "fraud-alerts", "dead-letter")
+OUTPUT_TOPICS: Final = (
+    "rewards-issued",
+    "fraud-alerts",
+    "dead-letter",
+    "points-ledger",
+    "points-anomalies",
+)
 """Output topics by base name."""
 
 SCHEMA_DIR: Final = pathlib.Path(__file__).resolve().parent / "v1"

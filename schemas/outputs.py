@@ -1,4 +1,5 @@
-"""Typed v1 output events (rewards-issued, fraud-alerts, dead-letter) for `codec.encode`."""
+"""Typed v1 output events (rewards-issued, fraud-alerts, dead-letter, points-ledger,
+points-anomalies) for `codec.encode`."""
 
 from __future__ import annotations
 
@@ -113,12 +114,52 @@ class DeadLetter:
     worker: Annotated[str, Meta(min_length=1, max_length=256)]
 
 
-OutputEvent: TypeAlias = RewardIssued | FraudAlert | DeadLetter
+SafeInt: TypeAlias = Annotated[int, Meta(ge=-(2**53 - 1), le=2**53 - 1)]
+Count: TypeAlias = Annotated[int, Meta(ge=0, le=2**53 - 1)]
+LedgerKind: TypeAlias = Literal["earn", "release", "reversal", "redemption"]
+AnomalyKind: TypeAlias = Literal[
+    "redemption_shortfall", "reversal_shortfall", "refund_unknown_order"
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PointsLedgerEntry:
+    """`points-ledger`, keyed by customer_id: one change of a customer's points balances."""
+
+    entry_id: Id
+    customer_id: Id
+    sequence: Annotated[int, Meta(ge=1, le=2**53 - 1)]
+    kind: LedgerKind
+    pending_delta: SafeInt
+    available_delta: SafeInt
+    pending_after: Count
+    available_after: Count
+    source_event_id: Id
+    order_id: Id
+    occurred_at: Timestamp
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PointsAnomaly:
+    """`points-anomalies`, keyed by customer_id: a points shortfall or an unknown order refunded."""
+
+    anomaly_id: Id
+    customer_id: Id
+    kind: AnomalyKind
+    order_id: Id
+    points: Count
+    source_event_id: Id
+    detected_at: Timestamp
+
+
+OutputEvent: TypeAlias = RewardIssued | FraudAlert | DeadLetter | PointsLedgerEntry | PointsAnomaly
 """Any output event."""
 
 OUTPUT_MODELS: dict[str, type[OutputEvent]] = {
     "rewards-issued": RewardIssued,
     "fraud-alerts": FraudAlert,
     "dead-letter": DeadLetter,
+    "points-ledger": PointsLedgerEntry,
+    "points-anomalies": PointsAnomaly,
 }
 """Output topic -> its model."""

@@ -8,15 +8,16 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 import faust
 from faust.types import StreamT
 
-from streams.ingest import Admitted, Gate
+from streams.ingest import Admitted, Gate, Rejected
 from streams.settings import INPUT_TOPICS, Settings
 
-Handler = Callable[[Sequence[Admitted]], Awaitable[None]]
+Handler = Callable[[Sequence[Admitted]], Awaitable[Sequence[Rejected]]]
 Agent = Callable[[StreamT[bytes]], Awaitable[None]]
 
 
-async def accept(admitted: Sequence[Admitted]) -> None:
-    """Hand-off point for the domain processors (points, referrals, compensation, metrics)."""
+async def accept(admitted: Sequence[Admitted]) -> Sequence[Rejected]:
+    """Topics without a processor yet (referrals, compensation, metrics): admitted, counted."""
+    return ()
 
 
 def input_topics(app: faust.App, settings: Settings) -> faust.TopicT:
@@ -42,7 +43,7 @@ def ingest_agent(gate: Gate, handlers: Mapping[str, Handler], settings: Settings
             for item in admitted:
                 by_topic[item.topic].append(item)
             for base, items in by_topic.items():
-                await handlers.get(base, accept)(items)
+                await gate.reject(await handlers.get(base, accept)(items))
             gate.done(admitted)
 
     return ingest_events

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
 
 import faust
 from faust.types import TP
@@ -11,18 +10,20 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from schemas.codec import REASONS, Codec
-from streams.agents import Handler, register_ingest_agent
+from streams.agents import register_ingest_agent
 from streams.dead_letter import DeadLetterSink
 from streams.dedupe import FirstSeenIndex, seen_namespace
 from streams.ingest import Gate
 from streams.metrics import PipelineMetrics, serve_metrics
+from streams.points import Clock
+from streams.points_app import build_points_ledger, wall_clock
 from streams.settings import INPUT_TOPICS, Settings
 from streams.tuning import limit_fetch_wait
 
 DEAD_LETTER_MAX_BYTES = 4 * 1024 * 1024  # base64 of a 1 MiB record plus its envelope
 
 
-def create_app(settings: Settings, handlers: Mapping[str, Handler] | None = None) -> faust.App:
+def create_app(settings: Settings, clock: Clock = wall_clock) -> faust.App:
     """Build the worker's Faust app; Faust's own env variables are ignored (`env={}`)."""
     limit_fetch_wait(settings.fetch_max_wait_ms)
     app = faust.App(
@@ -48,15 +49,23 @@ def create_app(settings: Settings, handlers: Mapping[str, Handler] | None = None
     serve_metrics(app, registry)
     metrics = PipelineMetrics.create(registry)
     metrics.prime(INPUT_TOPICS, REASONS)
-    gate = build_gate(app, settings, metrics)
-    register_ingest_agent(app, settings, gate, handlers or {})
+    dead_letters = DeadLetterSink(dead_letter_topic(app, settings), metrics)
+    gate = build_gate(settings, metrics, dead_letters)
+    ledger = build_points_ledger(
+        app,
+        settings,
+        registry=registry,
+        pipeline_metrics=metrics,
+        clock=clock,
+    )
+    register_ingest_agent(app, settings, gate, {"purchases": ledger.credit_purchase_points})
     register_lag_timer(app, settings, gate, metrics)
     return app
 
 
-def build_gate(app: faust.App, settings: Settings, metrics: PipelineMetrics) -> Gate:
-    """Wire the codec, the Redis first-seen index and the dead-letter sink."""
-    dead_letter_topic = app.topic(
+def dead_letter_topic(app: faust.App, settings: Settings) -> faust.TopicT:
+    """The dead-letter topic (raw bytes: the envelope is encoded by the sink)."""
+    return app.topic(
         settings.topic("dead-letter"),
         key_serializer="raw",
         value_serializer="raw",
@@ -64,6 +73,10 @@ def build_gate(app: faust.App, settings: Settings, metrics: PipelineMetrics) -> 
         replicas=settings.replication_factor,
         config={"max.message.bytes": str(DEAD_LETTER_MAX_BYTES)},
     )
+
+
+def build_gate(settings: Settings, metrics: PipelineMetrics, dead_letters: DeadLetterSink) -> Gate:
+    """Wire the codec, the Redis first-seen index and the dead-letter sink."""
     first_seen = FirstSeenIndex(
         Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5),
         namespace=seen_namespace(settings.app_id),
@@ -75,7 +88,7 @@ def build_gate(app: faust.App, settings: Settings, metrics: PipelineMetrics) -> 
         {settings.topic(base): base for base in INPUT_TOPICS},
         Codec(max_event_bytes=settings.max_event_bytes),
         first_seen,
-        DeadLetterSink(dead_letter_topic, metrics),
+        dead_letters,
         metrics,
     )
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import random
 import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 import orjson
 from confluent_kafka import Consumer
@@ -32,12 +35,16 @@ class BenchOptions:
     latency_rate: float
     latency_seconds: float
     json_path: Path | None
+    workload: Literal["shop", "purchases"] = "shop"
+    customers: int = 10_000
 
 
 @dataclass(frozen=True)
 class BenchResult:
     """The figures one run produced."""
 
+    workload: str
+    customers: int
     events: int
     produce_per_s: float
     baseline_consume_decode_per_s: float
@@ -47,6 +54,37 @@ class BenchResult:
     latency_p50_ms: float
     latency_p99_ms: float
     worker_peak_rss_mib: float
+
+
+def purchase_stream(n: int, customers: int, seed: int) -> list[SimEvent]:
+    """Purchases only, customers in turn (so `customers` accounts exist once n >= customers); one
+    in five refunds an earlier order and one in ten redeems points; a third of the purchases are
+    back-dated past the hold, so releases and rewards are in the measured path too."""
+    rng = random.Random(seed)
+    now = datetime.now(UTC)
+    out: list[SimEvent] = []
+    for i in range(n):
+        customer = f"cust-{i % customers:07d}"
+        bought_at = now - timedelta(days=rng.choice((0, 1, 20)))
+        body: dict[str, object] = {
+            "event_id": f"bench-{seed}-{i}", "occurred_at": bought_at.isoformat(),
+            "customer_id": customer, "type": "purchase", "order_id": f"o-{i}",
+            "amount_cents": rng.randint(100, 20_000), "currency": "EUR",
+        }  # fmt: skip
+        if i >= customers and rng.random() < 0.2:
+            body |= {"type": "refund", "order_id": f"o-{i - customers}",
+                     "amount_cents": rng.randint(1, 100)}  # fmt: skip
+        elif rng.random() < 0.1:
+            body["points_redeemed"] = rng.randint(1, 50)
+        out.append(SimEvent("purchases", customer.encode(), orjson.dumps(body), body["type"]))  # type: ignore[arg-type]
+    return out
+
+
+def workload_events(options: BenchOptions, n: int, seed: int) -> list[SimEvent]:
+    """The events of the chosen workload."""
+    if options.workload == "purchases":
+        return purchase_stream(n, options.customers, seed)
+    return list(ShopSimulator(seed=seed, bad_event_ratio=0.002 if seed == 11 else 0.0).events(n))
 
 
 def publish_all(settings: Settings, events: list[SimEvent], rate: float = 0) -> float:
@@ -150,7 +188,7 @@ def measure_latency(settings: Settings, options: BenchOptions, log: Path) -> tup
     Separate from the catch-up run so that its backlog (and the garbage it leaves) does not count.
     """
     n = int(options.latency_rate * options.latency_seconds)
-    events = list(ShopSimulator(seed=99, bad_event_ratio=0.0).events(n))
+    events = workload_events(options, n, seed=99)
     worker = WorkerProcess(settings_env(settings), free_port(), log).start()  # creates the topics
     try:
         time.sleep(SETTLE_S)  # let the consumer finish joining and fetching
@@ -178,7 +216,7 @@ def run_bench(base: Settings, options: BenchOptions) -> int:
     ensure_topics(settings)
     # Small JSON events as in production; a few bad ones (some of them 100 KB) keep dead-lettering
     # in the measured path without letting oversized records dominate the bytes moved.
-    events = list(ShopSimulator(seed=11, bad_event_ratio=0.002).events(options.events))
+    events = workload_events(options, options.events, seed=11)
     print(f"[bench] publishing {len(events)} events to bench-{run}-*")
     produce_rate = publish_all(settings, events)
     print("[bench] baseline: raw consume + decode")
@@ -194,6 +232,8 @@ def run_bench(base: Settings, options: BenchOptions) -> int:
     latency_settings = isolated(base, f"bench-{run}-lat", workdir)
     p50, p99 = measure_latency(latency_settings, options, workdir / "latency-worker.log")
     result = BenchResult(
+        workload=options.workload,
+        customers=options.customers if options.workload == "purchases" else 0,
         events=len(events),
         produce_per_s=produce_rate,
         baseline_consume_decode_per_s=baseline,
@@ -215,6 +255,7 @@ def run_bench(base: Settings, options: BenchOptions) -> int:
 def print_table(r: BenchResult) -> None:
     """The human-readable summary."""
     rows = [
+        ("workload", r.workload + (f" ({r.customers:,} customers)" if r.customers else "")),
         ("events", f"{r.events:,}"),
         ("produce (confluent-kafka, lz4)", f"{r.produce_per_s:,.0f} ev/s"),
         ("baseline: raw consume + orjson", f"{r.baseline_consume_decode_per_s:,.0f} ev/s"),

@@ -97,6 +97,8 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
         latency_rate=args.latency_rate,
         latency_seconds=args.latency_seconds,
         json_path=Path(args.json) if args.json else None,
+        workload=args.workload,
+        customers=args.customers,
     )
     return run_bench(settings, options)
 
@@ -125,6 +127,11 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--latency-rate", type=float, default=5000.0)
     bench.add_argument("--latency-seconds", type=float, default=20.0)
     bench.add_argument("--json", help="also write the results as JSON here")
+    bench.add_argument(
+        "--workload", choices=("shop", "purchases"), default="shop",
+        help="shop: the simulator's mix of all topics; purchases: the points ledger only",
+    )  # fmt: skip
+    bench.add_argument("--customers", type=int, default=10_000, help="purchases workload only")
     bench.set_defaults(run=cmd_bench)
     return p
 

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Sequence
 
 from redis.asyncio import Redis
-from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from processors.delivery import Position
 from streams.metrics import PipelineMetrics
-
-log = logging.getLogger(__name__)
+from streams.redis_retry import RedisRetry
 
 # One round trip and one command per batch: redis-py spends ~15 µs of Python per pipelined command,
 # a script call costs that once. KEYS[i] is marked with ARGV[i + 1] unless it exists; the reply
@@ -49,8 +43,7 @@ class FirstSeenIndex:
         self._redis = redis
         self._namespace = namespace
         self._ttl_s = ttl_s
-        self._backoff = ExponentialWithJitterBackoff(cap=retry_max_s, base=0.05)
-        self._metrics = metrics
+        self._retry = RedisRetry("dedupe", retry_max_s, metrics)
         self._script = redis.register_script(MARK_SCRIPT)
 
     async def mark(self, entries: Sequence[tuple[str, Position]]) -> list[str | None]:
@@ -61,22 +54,19 @@ class FirstSeenIndex:
         """
         if not entries:
             return []
-        failures = 0
-        while True:
-            try:
-                return await self._mark_once(entries)
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                failures += 1
-                self._metrics.redis_errors.labels("dedupe").inc()
-                delay = self._backoff.compute(failures)
-                log.warning(
-                    "redis unavailable for dedupe (%s); retry %d in %.2fs", exc, failures, delay
-                )
-                await asyncio.sleep(delay)
+        return await self._retry.call(lambda: self._mark_once(entries))
+
+    async def forget(self, entries: Sequence[tuple[str, Position]]) -> None:
+        """Drop the marks of events that were rejected, so a corrected re-publish is processed."""
+        if entries:
+            keys = [self._key(event_id, position) for event_id, position in entries]
+            await self._retry.call(lambda: self._redis.delete(*keys))
+
+    def _key(self, event_id: str, position: Position) -> str:
+        return f"{self._namespace}:{position.topic}:{event_id}"
 
     async def _mark_once(self, entries: Sequence[tuple[str, Position]]) -> list[str | None]:
-        ns = self._namespace
-        keys = [f"{ns}:{position.topic}:{event_id}" for event_id, position in entries]
+        keys = [self._key(event_id, position) for event_id, position in entries]
         args: list[str | int] = [self._ttl_s, *(position.token() for _, position in entries)]
         replies = await self._script(keys=keys, args=args)
         return [r.decode() if isinstance(r, bytes) else None for r in replies]

@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from faust.types import EventT
+from faust.types import EventT, Message
 
 from processors.delivery import Delivery, Position, classify_delivery
 from processors.routing import key_mismatch
@@ -26,6 +26,17 @@ class Admitted:
     event: InputEvent
     position: Position
     timestamp_s: float | None
+    message: Message
+    """The record as read: a business rejection dead-letters it with its original bytes."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """An admitted event the business rules refused: dead-lettered with `reason`."""
+
+    item: Admitted
+    reason: str
+    detail: str
 
 
 class Gate:
@@ -64,7 +75,7 @@ class Gate:
                 self._dead_letters.send(base, message, err.reason, err.detail)
                 continue
             position = Position(message.topic, message.partition, message.offset)
-            valid.append(Admitted(base, event, position, message.timestamp))
+            valid.append(Admitted(base, event, position, message.timestamp, message))
         for base, count in consumed.items():
             self._metrics.consumed.labels(base).inc(count)
             self._metrics.batch_size.labels(base).observe(count)
@@ -82,6 +93,12 @@ class Gate:
                 self._metrics.redeliveries.labels(item.topic).inc()
             admitted.append(item)
         return admitted
+
+    async def reject(self, rejected: Sequence[Rejected]) -> None:
+        """Dead-letter business rejections and forget their event ids for a fixed re-publish."""
+        for r in rejected:
+            self._dead_letters.send(r.item.topic, r.item.message, r.reason, r.detail)
+        await self._first_seen.forget([(r.item.event.event_id, r.item.position) for r in rejected])
 
     def done(self, admitted: Sequence[Admitted]) -> None:
         """Count processed events and observe their end-to-end latency."""

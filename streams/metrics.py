@@ -98,7 +98,8 @@ class PipelineMetrics:
                 counter.labels(topic)
             for reason in reasons:
                 self.dead_letters.labels(topic, reason)
-        self.redis_errors.labels("dedupe")
+        for operation in ("dedupe", "points_mirror"):
+            self.redis_errors.labels(operation)
 
 
 class LeanPrometheusMonitor(PrometheusMonitor):
@@ -143,3 +144,55 @@ def serve_metrics(app: faust.App, registry: CollectorRegistry) -> None:
         return cast(
             web.Response, Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
         )
+
+
+@dataclass(frozen=True)
+class PointsMetrics:
+    """Metrics of the points ledger (totals only: no customer id is ever a label)."""
+
+    points: Counter
+    entries: Counter
+    anomalies: Counter
+    rewards: Counter
+    held_customers: Gauge
+    recoveries: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> PointsMetrics:
+        """Register every points metric in `registry`, each known label set at zero."""
+        made = cls(
+            points=Counter(
+                "rewards_points", "Points moved, by ledger entry kind (earn, release, reversal, "
+                "redemption).", ["kind"], registry=registry,
+            ),
+            entries=Counter(
+                "rewards_points_ledger_entries", "Entries published to points-ledger.", ["kind"],
+                registry=registry,
+            ),
+            anomalies=Counter(
+                "rewards_points_anomalies", "Anomalies published to points-anomalies.", ["kind"],
+                registry=registry,
+            ),
+            rewards=Counter(
+                "rewards_issued", "Rewards published to rewards-issued.", ["kind"],
+                registry=registry,
+            ),
+            held_customers=Gauge(
+                "rewards_points_release_schedule_size",
+                "Scheduled hold ends tracked by this worker (customers with pending points).",
+                registry=registry,
+            ),
+            recoveries=Counter(
+                "rewards_points_recoveries",
+                "Table recoveries completed (after start-up and every rebalance); the worker "
+                "serves balances and processes events once this is >= 1.",
+                registry=registry,
+            ),
+        )  # fmt: skip
+        for kind in ("earn", "release", "reversal", "redemption"):
+            made.points.labels(kind)
+            made.entries.labels(kind)
+        for kind in ("redemption_shortfall", "reversal_shortfall", "refund_unknown_order"):
+            made.anomalies.labels(kind)
+        made.rewards.labels("points")
+        return made

@@ -2,15 +2,35 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field
+import orjson
+from pydantic import AliasChoices, AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.codec import INPUT_TOPICS, OUTPUT_TOPICS
 
 __all__ = ["INPUT_TOPICS", "OUTPUT_TOPICS", "Settings", "settings_env"]
+
+
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class CampaignMultiplier(BaseModel):
+    """A points multiplier in force for purchases made in [starts_at, ends_at)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    percent: int = Field(ge=0)
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+
+
+DEFAULT_RATES: dict[str, tuple[int, int]] = {"EUR": (1, 100), "USD": (1, 100), "GBP": (1, 100)}
+"""1 point per whole EUR, USD or GBP (100 minor units); other currencies need a configured rate."""
 
 
 class Settings(BaseSettings):
@@ -47,6 +67,13 @@ class Settings(BaseSettings):
     dedupe_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
     redis_retry_max_s: float = Field(default=5.0, gt=0)
     lag_interval_s: float = Field(default=5.0, gt=0)
+    points_rates: dict[str, tuple[PositiveInt, PositiveInt]] = Field(
+        default_factory=lambda: dict(DEFAULT_RATES)
+    )
+    points_multipliers: tuple[CampaignMultiplier, ...] = ()
+    points_hold: timedelta = timedelta(days=14)
+    points_order_retention: timedelta = timedelta(days=400)
+    release_interval_s: float = Field(default=1.0, gt=0)
     log_level: str = "info"
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
 
@@ -63,7 +90,11 @@ class Settings(BaseSettings):
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """Environment variables that recreate `settings` in a child process."""
-    env = {f"REWARDS_{name.upper()}": str(value) for name, value in settings.model_dump().items()}
+    dumped = settings.model_dump(mode="json")
+    env = {
+        f"REWARDS_{name.upper()}": value if isinstance(value, str) else orjson.dumps(value).decode()
+        for name, value in dumped.items()
+    }
     env["KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers
     env["REDIS_URL"] = settings.redis_url
     return env

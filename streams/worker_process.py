@@ -77,9 +77,9 @@ class WorkerProcess(MetricsEndpoint):
         raise TimeoutError(f"worker not ready after {ready_timeout_s}s; see {self.log_path}")
 
     def ready(self) -> bool:
-        """True once the worker serves metrics and its consumer has partitions assigned."""
+        """True once the worker serves metrics and has recovered its tables after an assignment."""
         try:
-            return self.total("faust_assignment_operations_total", operation="completed") >= 1
+            return self.total("rewards_points_recoveries_total") >= 1
         except OSError:
             return False
 

@@ -112,7 +112,7 @@ def settings(services: Services, tmp_path: Path) -> Iterator[Settings]:
         redis_url=services.redis_url,
         topic_prefix=f"t-{run}-",
         app_id=f"test-{run}",
-        store="memory://",
+        store="rocksdb://",
         data_dir=tmp_path / "data",
         web_port=free_port(),
         partitions=2,

@@ -110,7 +110,8 @@ def test_reversal_after_the_points_were_spent_is_a_shortfall_not_a_negative_bala
 
 def test_refund_of_an_unknown_order_is_reported():
     out = reverse(Account("c-1"), event_id="r-1", order_id="nope", refunded_cents=100, at=T0)
-    assert out.account == Account("c-1")
+    assert (out.account.pending, out.account.available, out.account.orders) == (0, 0, {})
+    assert out.account.orphan_refunds == {"r-1": T0}
     assert [a.kind for a in out.anomalies] == ["refund_unknown_order"]
 
 

@@ -213,6 +213,7 @@ def test_codec_constants() -> None:
         "oversized",
         "key_mismatch",
         "unknown_topic",
+        "no_points_rate",
     )
     assert INPUT_TOPICS == ("purchases", "complaints", "referrals", "survey-responses")
     assert set(INPUT_MODELS) == set(INPUT_TOPICS)

@@ -1,0 +1,119 @@
+"""Wire the points ledger into the app: table, release timer, recovery hook, balance endpoint."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+from faust import web
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
+
+from processors.points import Account, EarnRate, Multiplier, PointsPolicy, next_release
+from streams.emitter import Emitter
+from streams.metrics import PipelineMetrics, PointsMetrics
+from streams.points import Clock, PointsLedger
+from streams.points_mirror import BalanceMirror, mirror_namespace
+from streams.points_state import account_table
+from streams.release_schedule import ReleaseSchedule
+from streams.settings import Settings
+
+
+def wall_clock() -> datetime:
+    """The worker's clock for hold ends: UTC now."""
+    return datetime.now(UTC)
+
+
+def points_policy(settings: Settings) -> PointsPolicy:
+    """The earning rules from settings."""
+    return PointsPolicy(
+        rates={c: EarnRate(points, per) for c, (points, per) in settings.points_rates.items()},
+        hold=settings.points_hold,
+        multipliers=tuple(
+            Multiplier(m.name, m.percent, m.starts_at, m.ends_at)
+            for m in settings.points_multipliers
+        ),
+        order_retention=settings.points_order_retention,
+    )
+
+
+def build_points_ledger(
+    app: faust.App,
+    settings: Settings,
+    *,
+    registry: CollectorRegistry,
+    pipeline_metrics: PipelineMetrics,
+    clock: Clock = wall_clock,
+) -> PointsLedger:
+    """Create the ledger with its table, schedule and adapters, and register its timer and view."""
+    redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    ledger = PointsLedger(
+        accounts=account_table(app, settings),
+        schedule=ReleaseSchedule(),
+        emitter=Emitter(settings),
+        mirror=BalanceMirror(
+            redis,
+            namespace=mirror_namespace(settings.app_id),
+            retry_max_s=settings.redis_retry_max_s,
+            metrics=pipeline_metrics,
+        ),
+        metrics=PointsMetrics.create(registry),
+        policy=points_policy(settings),
+        clock=clock,
+        ledger_topic=settings.topic("points-ledger"),
+    )
+    register_recovery(app, settings, ledger)
+    register_release_timer(app, settings, ledger)
+    register_balance_view(app, ledger)
+    return ledger
+
+
+def register_recovery(app: faust.App, settings: Settings, ledger: PointsLedger) -> None:
+    """After every recovery, rebuild the release schedule from the partitions now owned."""
+    topic = settings.topic("purchases")
+
+    @ledger.accounts.table.on_recover
+    async def rebuild_release_schedule() -> None:
+        """Scan the owned partitions' accounts for held points."""
+        owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
+        ledger.rebuild_schedule(owned)
+
+
+def register_release_timer(app: faust.App, settings: Settings, ledger: PointsLedger) -> None:
+    """Check for ended holds every `release_interval_s`."""
+
+    @app.timer(settings.release_interval_s, name="release-held-points")  # type: ignore[untyped-decorator]
+    async def release_held_points() -> None:
+        """Release every hold that has ended and announce the points."""
+        await ledger.release_held_points()
+
+
+def balance_body(account: Account) -> dict[str, Any]:
+    """The JSON answer for one customer's balance."""
+    release = next_release(account)
+    return {
+        "customer_id": account.customer_id,
+        "pending": account.pending,
+        "available": account.available,
+        "sequence": account.sequence,
+        "next_release_at": release.isoformat() if release else None,
+        "holds": [
+            {"order_id": o.order_id, "points": o.pending, "release_at": o.release_at.isoformat()}
+            for o in sorted(account.orders.values(), key=lambda o: o.release_at)
+            if o.pending > 0
+        ],
+    }
+
+
+def register_balance_view(app: faust.App, ledger: PointsLedger) -> None:
+    """`GET /points/{customer_id}`, answered by the worker that owns the customer's partition."""
+
+    @app.page("/points/{customer_id}")
+    @app.table_route(table=ledger.accounts.table, match_info="customer_id")
+    async def get_balance(view: web.View, request: web.Request, customer_id: str) -> web.Response:
+        """The customer's pending and available points (404 if the customer has none yet)."""
+        account = ledger.accounts.read(customer_id)
+        if account is None:
+            return view.json({"customer_id": customer_id, "error": "unknown customer"}, status=404)
+        return view.json(balance_body(account))

@@ -1,0 +1,58 @@
+"""Redis mirror of points balances, for services that read a balance without calling the worker.
+
+Key layout (documented in the README): `<app_id>:points:<customer_id>`, a hash with `pending`,
+`available`, `sequence` (the account's ledger sequence) and `updated_at` (RFC 3339). A write only
+lands if its `sequence` is not older than the stored one, so a worker that lost a partition in a
+rebalance can never overwrite the newer balance written by the partition's next owner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from redis.asyncio import Redis
+
+from processors.points import Account
+from streams.metrics import PipelineMetrics
+from streams.redis_retry import RedisRetry
+
+# One script call per batch. ARGV[1] is updated_at, then (sequence, pending, available) per key.
+MIRROR_SCRIPT = """
+local at = ARGV[1]
+for i = 1, #KEYS do
+  local base = 1 + (i - 1) * 3
+  local current = tonumber(redis.call('HGET', KEYS[i], 'sequence') or '-1')
+  if tonumber(ARGV[base + 1]) >= current then
+    redis.call('HSET', KEYS[i], 'sequence', ARGV[base + 1], 'pending', ARGV[base + 2],
+               'available', ARGV[base + 3], 'updated_at', at)
+  end
+end
+return #KEYS
+"""
+
+
+def mirror_namespace(app_id: str) -> str:
+    """The Redis key prefix of an app's balance hashes."""
+    return f"{app_id}:points"
+
+
+class BalanceMirror:
+    """Writes the balances of changed accounts to Redis, one round trip per batch."""
+
+    def __init__(
+        self, redis: Redis, *, namespace: str, retry_max_s: float, metrics: PipelineMetrics
+    ) -> None:
+        self._namespace = namespace
+        self._retry = RedisRetry("points_mirror", retry_max_s, metrics)
+        self._script = redis.register_script(MIRROR_SCRIPT)
+
+    async def write(self, accounts: Sequence[Account]) -> None:
+        """Mirror `accounts`; waits (retrying) until Redis has them."""
+        if not accounts:
+            return
+        keys = [f"{self._namespace}:{account.customer_id}" for account in accounts]
+        args: list[str | int] = [datetime.now(UTC).isoformat().replace("+00:00", "Z")]
+        for account in accounts:
+            args += [account.sequence, account.pending, account.available]
+        await self._retry.call(lambda: self._script(keys=keys, args=args))
