@@ -11,7 +11,7 @@ same entries with the same ids, so outputs are at-least-once and never lost, bal
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -63,6 +63,9 @@ class PointsLedger:
         self._policy = policy
         self._clock = clock
         self._ledger_topic = ledger_topic
+        self._output_topics = [
+            emitter.topic(base) for base in ("rewards-issued", "points-anomalies")
+        ]
         self._lock = asyncio.Lock()  # one batch or sweep at a time: no lost update across awaits
 
     async def credit_purchase_points(self, admitted: Sequence[Admitted]) -> Sequence[Rejected]:
@@ -93,6 +96,9 @@ class PointsLedger:
 
     def rebuild_schedule(self, owned: set[int]) -> None:
         """After a recovery: schedule the hold ends of every account in the owned partitions."""
+        self._emitter.warm_up(
+            [self._ledger_topic, *self._output_topics, self.accounts.changelog_topic()]
+        )
         self.schedule.rebuild(owned, self.accounts.scan(sorted(owned)))
         self._metrics.held_customers.set(len(self.schedule))
         self._metrics.recoveries.inc()
@@ -107,8 +113,11 @@ class PointsLedger:
     async def _apply(self, settled: Sequence[Settled], *, store_unchanged: bool) -> None:
         """Publish and mirror, wait for both, then store (see the module docstring)."""
         stored = [s for s in settled if _worth_storing(s, store_unchanged)]
+        moved: Counter[str] = Counter()
+        entries: Counter[str] = Counter()
         for done in settled:
-            self._publish(done.settlement)
+            self._publish(done.settlement, moved, entries)
+        self._count(moved, entries)
         await asyncio.gather(
             self._emitter.delivered(),
             self._mirror.write([s.settlement.account for s in stored]),
@@ -119,20 +128,29 @@ class PointsLedger:
         for done in stored:
             self.schedule.track(done.partition, done.before, done.settlement.account)
 
-    def _publish(self, settlement: Settlement) -> None:
+    def _publish(self, settlement: Settlement, moved: Counter[str], entries: Counter[str]) -> None:
         customer_id = settlement.account.customer_id
         for entry in settlement.entries:
             self._emitter.emit_raw(self._ledger_topic, customer_id.encode(), ledger_json(entry))
-            self._metrics.entries.labels(entry.kind).inc()
-            self._metrics.points.labels(entry.kind).inc(points_moved(entry))
+            entries[entry.kind] += 1
+            moved[entry.kind] += points_moved(entry)
         for credit in settlement.credits:
             self._emitter.emit("rewards-issued", customer_id, reward_record(credit))
-            self._metrics.rewards.labels("points").inc()
+            entries["reward"] += 1
         for anomaly in settlement.anomalies:
             self._emitter.emit(
                 "points-anomalies", customer_id, anomaly_record(customer_id, anomaly)
             )
             self._metrics.anomalies.labels(anomaly.kind).inc()
+
+    def _count(self, moved: Counter[str], entries: Counter[str]) -> None:
+        """Metrics once per batch and kind, not per entry."""
+        rewards = entries.pop("reward", 0)
+        if rewards:
+            self._metrics.rewards.labels("points").inc(rewards)
+        for kind, count in entries.items():
+            self._metrics.entries.labels(kind).inc(count)
+            self._metrics.points.labels(kind).inc(moved[kind])
 
 
 def _worth_storing(settled: Settled, store_unchanged: bool) -> bool:

@@ -93,11 +93,15 @@ class AccountTable:
         with self.partition_scope(partition):
             self.table.data[key] = value
 
+    def changelog_topic(self) -> str:
+        """The table's changelog topic name."""
+        return self.table.changelog_topic.get_topic_name()
+
     async def save(self, accounts: Sequence[tuple[int, Account]], emitter: Emitter) -> None:
         """Write (partition, account) pairs to the changelog, wait for it, then to RocksDB."""
         if not accounts:
             return
-        topic = self.table.changelog_topic.get_topic_name()
+        topic = self.changelog_topic()
         encoded = [(p, a.customer_id.encode(), _encoder.encode(a)) for p, a in accounts]
         for partition, key, value in encoded:
             emitter.emit_raw(topic, key, value, partition)

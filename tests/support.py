@@ -61,7 +61,8 @@ def publish(
 def eventually(
     check: Callable[[], object], timeout_s: float = 60.0, every_s: float = 0.25
 ) -> object:
-    """Retry `check` until it returns a truthy value without raising; re-raise the last failure."""
+    """Retry `check` until it returns a truthy value without raising an assertion or connection
+    error; re-raise the last failure."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -69,7 +70,7 @@ def eventually(
             if result:
                 return result
             failure: BaseException | None = AssertionError(f"{check} returned {result!r}")
-        except AssertionError as exc:
+        except (AssertionError, OSError) as exc:  # OSError: a worker busy or rebalancing
             failure = exc
         if time.monotonic() > deadline:
             assert failure is not None

@@ -63,12 +63,16 @@ def topic_records(settings, base: str) -> list[dict]:
 
 
 def http_balance(worker, customer: str) -> tuple[int, dict]:
+    """(status, body) of the balance endpoint; during a rebalance it may answer 503 (not JSON)."""
     url = f"http://127.0.0.1:{worker.web_port}/points/{customer}"
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
             return response.status, orjson.loads(response.read())
     except urllib.error.HTTPError as err:
-        return err.code, orjson.loads(err.read())
+        body = err.read()
+        return err.code, orjson.loads(body) if body.startswith(b"{") else {"raw": body.decode()}
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
+        return 0, {"error": str(err)}
 
 
 def redis_balance(settings, customer: str) -> tuple[int, int] | None:
