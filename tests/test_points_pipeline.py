@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -205,3 +206,23 @@ def test_any_worker_answers_for_any_customer_by_routing_to_the_owner(settings, s
         if worker.total("rewards_events_processed_total", topic="purchases") > 0
     }
     assert owners == {first.web_port, second.web_port}
+
+
+def test_a_hold_that_ends_while_the_worker_is_down_is_released_after_restart(
+    points_settings, start_worker
+):
+    settings = points_settings
+    first = start_worker(settings)
+    customer = new_id("c")
+    bought = buy(customer, 2_000, at=ago(HOLD - timedelta(seconds=6)))  # hold ends in 6 s
+    send(settings, bought)
+    eventually(lambda: balance_is(first, settings, customer, 20, 0), timeout_s=5)
+    first.stop()
+
+    time.sleep(6)  # the hold ends with no worker running
+    second = start_worker(settings)
+    eventually(lambda: balance_is(second, settings, customer, 0, 20))
+    rewards = eventually(lambda: topic_records(settings, "rewards-issued"))
+    assert [(r["customer_id"], r["points"], r["order_id"]) for r in rewards] == [
+        (customer, 20, bought["order_id"])
+    ]
