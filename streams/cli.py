@@ -70,7 +70,7 @@ def cmd_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
-    """Summarise a running worker's counters: consumed, processed, duplicates, dead letters."""
+    """Summarise a running worker's counters: events, dead letters and the points ledger."""
     from streams.worker_process import MetricsEndpoint
 
     endpoint = MetricsEndpoint(settings.web_port)
@@ -81,11 +81,29 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
             for name in ("events_consumed", "events_processed", "duplicate_events", "dead_letters")
         ]
         print(f"{topic:<18}{row[0]:>10.0f}{row[1]:>11.0f}{row[2]:>12.0f}{row[3]:>15.0f}")
-    for (name, labels), value in sorted(endpoint.samples().items()):
+    samples = sorted(endpoint.samples().items())
+    for (name, labels), value in samples:
         if name == "rewards_dead_letters_total" and value:
             tags = dict(labels)
             print(f"  dead letters  {tags['topic']:<18}{tags['reason']:<18}{value:>8.0f}")
+    print_points_status(samples)
     return 0
+
+
+def print_points_status(
+    samples: list[tuple[tuple[str, tuple[tuple[str, str], ...]], float]],
+) -> None:
+    """Ledger entries and points moved by kind, points rewards, anomalies by kind."""
+    found = {(name, dict(labels).get("kind", "")): value for (name, labels), value in samples}
+    print(f"{'points ledger':<18}{'entries':>10}{'points':>11}")
+    for kind in ("earn", "release", "reversal", "redemption"):
+        entries = found.get(("rewards_points_ledger_entries_total", kind), 0.0)
+        points = found.get(("rewards_points_total", kind), 0.0)
+        print(f"  {kind:<16}{entries:>10.0f}{points:>11.0f}")
+    print(f"  rewards issued (points) {found.get(('rewards_issued_total', 'points'), 0.0):>8.0f}")
+    for (name, kind), value in sorted(found.items()):
+        if name == "rewards_points_anomalies_total" and value:
+            print(f"  anomalies  {kind:<24}{value:>8.0f}")
 
 
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
