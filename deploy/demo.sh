@@ -75,6 +75,7 @@ rewards dead-letters
 cat <<MSG
 
 The worker keeps running: metrics at http://127.0.0.1:$PORT/metrics, log at $STATE/worker.log.
+A customer's points:      curl http://127.0.0.1:$PORT/points/cust-00001
 Publish your own events:  .venv/bin/rewards publish --topic purchases my-events.jsonl
 Stop everything:          bash deploy/demo.sh stop
 MSG
