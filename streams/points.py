@@ -11,6 +11,7 @@ same entries with the same ids, so outputs are at-least-once and never lost, bal
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from streams.points_records import anomaly_record, ledger_json, points_moved, re
 from streams.points_state import AccountTable
 from streams.release_schedule import ReleaseSchedule
 
+log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 SWEEP_LIMIT = 5000  # customers per release sweep, so a backlog of hold ends never stalls a batch
 
@@ -93,6 +95,13 @@ class PointsLedger:
             settled = [self._settle(p, c, (), now) for p, c in due]
             await self._apply(settled, store_unchanged=False)
             self._metrics.held_customers.set(len(self.schedule))
+
+    async def forget_partitions(self, revoked: set[int]) -> None:
+        """On revocation: finish any sweep in progress (the lock), then stop releasing there, so
+        the partition's next owner is the only writer of its accounts."""
+        async with self._lock:
+            self.schedule.forget(revoked)
+        log.info("hold-end releases stopped for revoked partitions %s", sorted(revoked))
 
     def rebuild_schedule(self, owned: set[int]) -> None:
         """After a recovery: schedule the hold ends of every account in the owned partitions."""

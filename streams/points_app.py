@@ -7,6 +7,7 @@ from typing import Any
 
 import faust
 from faust import web
+from faust.types import TP
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
@@ -70,8 +71,14 @@ def build_points_ledger(
 
 
 def register_recovery(app: faust.App, settings: Settings, ledger: PointsLedger) -> None:
-    """After every recovery, rebuild the release schedule from the partitions now owned."""
+    """Stop releasing for revoked partitions; after every recovery, rebuild the release schedule
+    from the partitions now owned."""
     topic = settings.topic("purchases")
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def stop_releases_for_revoked(sender: faust.App, revoked: set[TP], **_: Any) -> None:
+        """Faust awaits this before the partitions move to another worker."""
+        await ledger.forget_partitions({tp.partition for tp in revoked if tp.topic == topic})
 
     @ledger.accounts.table.on_recover
     async def rebuild_release_schedule() -> None:

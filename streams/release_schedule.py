@@ -38,6 +38,10 @@ class ReleaseSchedule:
         heapq.heapify(heap)
         self._heap = heap
 
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Stop releasing for partitions no longer owned (their entries are skipped when popped)."""
+        self._partitions -= set(partitions)
+
     def track(self, partition: int, before: Account | None, after: Account) -> None:
         """Schedule `after`'s next hold end if saving it changed that time."""
         at = next_release(after)
