@@ -49,23 +49,19 @@ def create_app(settings: Settings, clock: Clock = wall_clock) -> faust.App:
     serve_metrics(app, registry)
     metrics = PipelineMetrics.create(registry)
     metrics.prime(INPUT_TOPICS, REASONS)
-    dead_letters = DeadLetterSink(dead_letter_topic(app, settings), metrics)
-    gate = build_gate(settings, metrics, dead_letters)
+    redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    gate = build_gate(app, settings, metrics, redis)
     ledger = build_points_ledger(
-        app,
-        settings,
-        registry=registry,
-        pipeline_metrics=metrics,
-        clock=clock,
+        app, settings, registry=registry, pipeline_metrics=metrics, redis=redis, clock=clock
     )
     register_ingest_agent(app, settings, gate, {"purchases": ledger.credit_purchase_points})
     register_lag_timer(app, settings, gate, metrics)
     return app
 
 
-def dead_letter_topic(app: faust.App, settings: Settings) -> faust.TopicT:
-    """The dead-letter topic (raw bytes: the envelope is encoded by the sink)."""
-    return app.topic(
+def build_gate(app: faust.App, settings: Settings, metrics: PipelineMetrics, redis: Redis) -> Gate:
+    """Wire the codec, the Redis first-seen index and the dead-letter sink."""
+    dead_letter_topic = app.topic(
         settings.topic("dead-letter"),
         key_serializer="raw",
         value_serializer="raw",
@@ -73,12 +69,8 @@ def dead_letter_topic(app: faust.App, settings: Settings) -> faust.TopicT:
         replicas=settings.replication_factor,
         config={"max.message.bytes": str(DEAD_LETTER_MAX_BYTES)},
     )
-
-
-def build_gate(settings: Settings, metrics: PipelineMetrics, dead_letters: DeadLetterSink) -> Gate:
-    """Wire the codec, the Redis first-seen index and the dead-letter sink."""
     first_seen = FirstSeenIndex(
-        Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5),
+        redis,
         namespace=seen_namespace(settings.app_id),
         ttl_s=settings.dedupe_ttl_s,
         retry_max_s=settings.redis_retry_max_s,
@@ -88,7 +80,7 @@ def build_gate(settings: Settings, metrics: PipelineMetrics, dead_letters: DeadL
         {settings.topic(base): base for base in INPUT_TOPICS},
         Codec(max_event_bytes=settings.max_event_bytes),
         first_seen,
-        dead_letters,
+        DeadLetterSink(dead_letter_topic, metrics),
         metrics,
     )
 

@@ -36,6 +36,7 @@ class Emitter:
         )
         self._failed: list[Record] = []
         self._offsets: dict[tuple[str, int], int] = {}
+        self._warm: set[str] = set()
 
     def topic(self, base_topic: str) -> str:
         """The full name of an output topic."""
@@ -44,8 +45,9 @@ class Emitter:
     def warm_up(self, topics: Sequence[str]) -> None:
         """Fetch the topics' metadata and connect now, not on a batch's first record (a cold
         producer held the first batches ~0.5 s, the latency tail of a fresh worker)."""
-        for topic in topics:
+        for topic in set(topics) - self._warm:  # once per topic, not on every rebalance
             self._producer.list_topics(topic, timeout=10)
+            self._warm.add(topic)
 
     def emit(self, base_topic: str, key: str, record: Any) -> None:
         """Queue `record` (an output model) on `base_topic`, keyed by `key`."""
@@ -101,7 +103,3 @@ class Emitter:
             if time.monotonic() - started > 5.0:
                 log.warning("outputs still in flight after 5s; waiting")
                 started = time.monotonic()
-
-    def close(self) -> None:
-        """Deliver what is queued (bounded wait) at shutdown."""
-        self._producer.flush(10.0)

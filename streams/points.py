@@ -72,13 +72,13 @@ class PointsLedger:
 
     async def credit_purchase_points(self, admitted: Sequence[Admitted]) -> Sequence[Rejected]:
         """Settle each customer's purchases and refunds in this batch, then publish and store."""
-        by_customer: defaultdict[tuple[int, str], list[Admitted]] = defaultdict(list)
+        by_customer: defaultdict[tuple[int, str], list[Purchase]] = defaultdict(list)
         for item in admitted:
             assert isinstance(item.event, Purchase)
-            by_customer[(item.position.partition, item.event.customer_id)].append(item)
+            by_customer[(item.position.partition, item.event.customer_id)].append(item.event)
         async with self._lock:
             now = self._clock()
-            settled = [self._settle(p, c, items, now) for (p, c), items in by_customer.items()]
+            settled = [self._settle(p, c, events, now) for (p, c), events in by_customer.items()]
             await self._apply(settled, store_unchanged=True)
         by_id = {item.event.event_id: item for item in admitted}
         return [
@@ -113,10 +113,9 @@ class PointsLedger:
         self._metrics.recoveries.inc()
 
     def _settle(
-        self, partition: int, customer_id: str, items: Sequence[Admitted], now: datetime
+        self, partition: int, customer_id: str, purchases: Sequence[Purchase], now: datetime
     ) -> Settled:
         before = self.accounts.load(partition, customer_id)
-        purchases = [item.event for item in items if isinstance(item.event, Purchase)]
         return Settled(partition, before, settle(before, purchases, now, self._policy))
 
     async def _apply(self, settled: Sequence[Settled], *, store_unchanged: bool) -> None:
@@ -126,7 +125,7 @@ class PointsLedger:
         entries: Counter[str] = Counter()
         for done in settled:
             self._publish(done.settlement, moved, entries)
-        self._count(moved, entries)
+        self._count(moved, entries, rewards=sum(len(s.settlement.credits) for s in settled))
         await asyncio.gather(
             self._emitter.delivered(),
             self._mirror.write([s.settlement.account for s in stored]),
@@ -145,16 +144,14 @@ class PointsLedger:
             moved[entry.kind] += points_moved(entry)
         for credit in settlement.credits:
             self._emitter.emit("rewards-issued", customer_id, reward_record(credit))
-            entries["reward"] += 1
         for anomaly in settlement.anomalies:
             self._emitter.emit(
                 "points-anomalies", customer_id, anomaly_record(customer_id, anomaly)
             )
             self._metrics.anomalies.labels(anomaly.kind).inc()
 
-    def _count(self, moved: Counter[str], entries: Counter[str]) -> None:
+    def _count(self, moved: Counter[str], entries: Counter[str], *, rewards: int) -> None:
         """Metrics once per batch and kind, not per entry."""
-        rewards = entries.pop("reward", 0)
         if rewards:
             self._metrics.rewards.labels("points").inc(rewards)
         for kind, count in entries.items():

@@ -45,10 +45,10 @@ def build_points_ledger(
     *,
     registry: CollectorRegistry,
     pipeline_metrics: PipelineMetrics,
+    redis: Redis,
     clock: Clock = wall_clock,
 ) -> PointsLedger:
     """Create the ledger with its table, schedule and adapters, and register its timer and view."""
-    redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
     ledger = PointsLedger(
         accounts=account_table(app, settings),
         schedule=ReleaseSchedule(),

@@ -3,9 +3,9 @@
 The table is keyed by customer id like the input topics, so partition p of `purchases` and partition
 p of the changelog hold the same customers and no repartitioning is needed. Values are msgpack.
 
-Faust decides which partition a table access belongs to from the *current stream event*, which is
-unset inside `take_events` batches and in timers. `partition_scope` sets it to a stand-in that names
-the partition, so every read and write goes to that partition's RocksDB.
+Reads and writes go straight to the partition's RocksDB. The memory store (throwaway runs) goes
+through Faust, which picks the partition from the *current stream event*: that is unset inside
+`take_events` batches and in timers, so `partition_scope` sets a stand-in naming the partition.
 
 Writes do not go through `table[key] = value`: Faust then sends one changelog record at a time
 through its producer buffer, which capped the whole pipeline at ~2.7k events/s (measured). `save`
@@ -120,15 +120,14 @@ class AccountTable:
 
     def scan(self, partitions: Iterable[int]) -> Iterator[tuple[int, Account]]:
         """Every account stored locally for `partitions` (after recovery: rebuild indexes)."""
-        store: Any = self.table.data
-        if isinstance(store, RocksDBStore):
+        store = self._rocksdb
+        if store is not None:
             for partition in partitions:
                 for _key, raw in store._visible_items(store._db_for_partition(partition)):
                     yield partition, _decoder.decode(raw)
             return
-        wanted = set(partitions)  # the memory store (unit tests): ask the partitioner
+        wanted, topic = set(partitions), self.changelog_topic()  # memory store: ask the partitioner
         for key, raw in list(self.table.items()):
-            topic = self.table.changelog_topic.get_topic_name()
             partition = self.table.app.producer.key_partition(topic, key).partition
             if partition in wanted:
                 yield partition, _decoder.decode(raw)
