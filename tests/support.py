@@ -12,6 +12,7 @@ import pytest
 from confluent_kafka import Producer
 
 from streams.settings import Settings
+from streams.worker_process import MetricsEndpoint
 
 REPO = Path(__file__).resolve().parents[1]
 CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -76,3 +77,30 @@ def eventually(
             assert failure is not None
             raise failure
         time.sleep(every_s)
+
+
+def settled(worker: MetricsEndpoint, consumed: int, **labels: str) -> dict[str, float]:
+    """Wait until `consumed` records were read and each one is accounted for (processed,
+    duplicate or dead-lettered); return those counts from one consistent scrape.
+
+    `consumed` alone is not enough: it is counted before the deduplication round trip, so the
+    other counters can still be moving when it reaches its final value.
+    """
+
+    def accounted() -> dict[str, float]:
+        samples = worker.samples()
+
+        def total(name: str) -> float:
+            want = set(labels.items())
+            return sum(v for (n, ls), v in samples.items() if n == name and want <= set(ls))
+
+        counts = {
+            kind: total(f"rewards_{kind}_total")
+            for kind in ("events_consumed", "events_processed", "duplicate_events",
+                         "redelivered_events", "dead_letters")
+        }  # fmt: skip
+        done = counts["events_processed"] + counts["duplicate_events"] + counts["dead_letters"]
+        assert counts["events_consumed"] == consumed and done == consumed, counts
+        return counts
+
+    return eventually(accounted)  # type: ignore[return-value]

@@ -9,7 +9,7 @@ import pytest
 
 from streams.inspect import read_topic
 from tests.events import BUILDERS, purchase, record
-from tests.support import eventually, publish
+from tests.support import eventually, publish, settled
 
 pytestmark = pytest.mark.integration
 
@@ -78,16 +78,16 @@ def test_duplicate_event_ids_are_processed_once_even_across_restarts(settings, s
     event = purchase()
     first = start_worker(settings)
     publish(settings, "purchases", [record("purchases", event)] * 3)
-    eventually(lambda: first.total("rewards_events_consumed_total", topic="purchases") == 3)
-    assert first.total("rewards_events_processed_total", topic="purchases") == 1
-    assert first.total("rewards_duplicate_events_total", topic="purchases") == 2
+    counts = settled(first, 3, topic="purchases")
+    assert counts["events_processed"] == 1
+    assert counts["duplicate_events"] == 2
     first.stop()
 
     publish(settings, "purchases", [record("purchases", event), record("purchases", purchase())])
     second = start_worker(settings)
-    eventually(lambda: second.total("rewards_events_consumed_total", topic="purchases") == 2)
-    assert second.total("rewards_events_processed_total", topic="purchases") == 1
-    assert second.total("rewards_duplicate_events_total", topic="purchases") == 1
+    counts = settled(second, 2, topic="purchases")
+    assert counts["events_processed"] == 1
+    assert counts["duplicate_events"] == 1
 
 
 def test_consumer_lag_is_exported_per_partition(settings, start_worker):
@@ -117,7 +117,7 @@ def test_a_crash_before_commit_redelivers_and_reprocesses_not_drops(settings, st
     first.kill()  # SIGKILL: offsets never committed
 
     second = start_worker(settings)
-    eventually(lambda: second.total("rewards_events_consumed_total", topic="purchases") == 5)
-    assert second.total("rewards_redelivered_events_total", topic="purchases") == 5
-    assert second.total("rewards_duplicate_events_total", topic="purchases") == 0
-    assert second.total("rewards_events_processed_total", topic="purchases") == 5
+    counts = settled(second, 5, topic="purchases")
+    assert counts["redelivered_events"] == 5
+    assert counts["duplicate_events"] == 0
+    assert counts["events_processed"] == 5
