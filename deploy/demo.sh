@@ -40,6 +40,10 @@ bash deploy/stack.sh up
 eval "$(bash deploy/stack.sh env)"
 export PATH="$ROOT/.venv/bin:$PATH" REWARDS_WEB_PORT="$PORT"
 export REWARDS_DATA_DIR="${REWARDS_DATA_DIR:-$STATE/worker-data}"
+mkdir -p "$STATE"
+# The HMAC key for emails, IPs, addresses and card fingerprints: one per demo stack, kept with it.
+[[ -s "$STATE/pii-hash-key" ]] || (umask 077 && head -c 32 /dev/urandom | base64 >"$STATE/pii-hash-key")
+export REWARDS_PII_HASH_KEY="${REWARDS_PII_HASH_KEY:-$(cat "$STATE/pii-hash-key")}"
 rewards topics >/dev/null
 
 mkdir -p "$STATE"

@@ -17,8 +17,9 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from processors.ids import stable_id
+from processors.referral_state import Grant, Referee
 
-EntryKind = Literal["earn", "release", "reversal", "redemption"]
+EntryKind = Literal["earn", "release", "reversal", "redemption", "referral"]
 AnomalyKind = Literal["redemption_shortfall", "reversal_shortfall", "refund_unknown_order"]
 
 
@@ -66,6 +67,7 @@ class Order:
     reversed: int = 0
     refund_event_ids: tuple[str, ...] = ()
     redeemed: int = 0
+    currency: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +82,10 @@ class Account:
     orders: Mapping[str, Order] = field(default_factory=dict)
     orphan_refunds: Mapping[str, datetime] = field(default_factory=dict)
     """Refund event ids that named an unknown order, with their time: reported once, ever."""
+    referral: Referee | None = None
+    """The referral that brought this customer, if any (they are its referee)."""
+    grants: tuple[Grant, ...] = ()
+    """Referral rewards this customer earned as a referrer, within the longest cap period."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +138,7 @@ def points_for(amount_cents: int, currency: str, at: datetime, policy: PointsPol
     return numerator // denominator
 
 
-def _entry(  # noqa: PLR0917 - one balance change, all of it needed
+def entry_for(  # noqa: PLR0917 - one balance change, all of it needed
     account: Account, kind: EntryKind, order: str, event_id: str, at: datetime, dp: int, da: int
 ) -> tuple[Account, LedgerEntry]:
     """Apply a balance change and describe it."""
@@ -143,6 +149,8 @@ def _entry(  # noqa: PLR0917 - one balance change, all of it needed
         account.sequence + 1,
         account.orders,
         account.orphan_refunds,
+        account.referral,
+        account.grants,
     )
     entry = LedgerEntry(
         entry_id=stable_id("le", kind, account.customer_id, order, event_id),
@@ -160,7 +168,7 @@ def _entry(  # noqa: PLR0917 - one balance change, all of it needed
     return after, entry
 
 
-def _with_order(account: Account, order: Order) -> Account:
+def with_order(account: Account, order: Order) -> Account:
     orders = {**account.orders, order.order_id: order}
     return Account(
         account.customer_id,
@@ -169,6 +177,8 @@ def _with_order(account: Account, order: Order) -> Account:
         account.sequence,
         orders,
         account.orphan_refunds,
+        account.referral,
+        account.grants,
     )
 
 
@@ -201,7 +211,7 @@ def earn(
         return Outcome(account, rejection=f"no points rate for currency {currency}")
     entries: list[LedgerEntry] = []
     if points > 0:
-        account, entry = _entry(account, "earn", order_id, event_id, at, points, 0)
+        account, entry = entry_for(account, "earn", order_id, event_id, at, points, 0)
         entries.append(entry)
     redemption = _redeem(account, order_id, event_id, points_redeemed, at)
     order = Order(
@@ -213,8 +223,9 @@ def earn(
         pending=points,
         release_at=at + policy.hold,
         redeemed=points_redeemed,
+        currency=currency,
     )
-    account = _with_order(redemption.account, order)
+    account = with_order(redemption.account, order)
     return Outcome(account, (*entries, *redemption.entries), redemption.anomalies)
 
 
@@ -225,7 +236,7 @@ def _redeem(account: Account, order_id: str, event_id: str, wanted: int, at: dat
     debit = min(wanted, account.available)
     entries: tuple[LedgerEntry, ...] = ()
     if debit:
-        account, entry = _entry(account, "redemption", order_id, event_id, at, 0, -debit)
+        account, entry = entry_for(account, "redemption", order_id, event_id, at, 0, -debit)
         entries = (entry,)
     anomalies: tuple[Anomaly, ...] = ()
     if debit < wanted:
@@ -260,7 +271,7 @@ def reverse(
     from_available = min(due - from_pending, account.available)
     entries: tuple[LedgerEntry, ...] = ()
     if from_pending or from_available:
-        account, entry = _entry(
+        account, entry = entry_for(
             account, "reversal", order_id, event_id, at, -from_pending, -from_available
         )
         entries = (entry,)
@@ -275,7 +286,7 @@ def reverse(
         reversed=target,
         refund_event_ids=(*order.refund_event_ids, event_id),
     )
-    return Outcome(_with_order(account, order), entries, anomalies)
+    return Outcome(with_order(account, order), entries, anomalies)
 
 
 def release_due(account: Account, now: datetime) -> Outcome:
@@ -285,11 +296,11 @@ def release_due(account: Account, now: datetime) -> Outcome:
         return Outcome(account)
     entries: list[LedgerEntry] = []
     for order in sorted(due, key=lambda o: (o.release_at, o.order_id)):
-        account, entry = _entry(
+        account, entry = entry_for(
             account, "release", order.order_id, order.event_id,
             order.release_at, -order.pending, order.pending,
         )  # fmt: skip
-        account = _with_order(account, replace(order, pending=0))
+        account = with_order(account, replace(order, pending=0))
         entries.append(entry)
     return Outcome(account, tuple(entries))
 

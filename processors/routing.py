@@ -7,6 +7,8 @@ KEY_FIELDS: dict[str, str] = {
     "complaints": "customer_id",
     "referrals": "referrer_id",
     "survey-responses": "customer_id",
+    "fraud-decisions": "referee_id",
+    "referral-commands": "customer_id",
 }
 """Topic (base name) -> the event field that must equal the Kafka key, so that per-customer
 state stays on one partition."""

@@ -7,9 +7,10 @@ orders past retention. It returns everything the world needs to hear about, and 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeAlias
 
 from processors.ids import stable_id
 from processors.points import (
@@ -23,7 +24,19 @@ from processors.points import (
     release_due,
     reverse,
 )
-from schemas.models import Purchase
+from processors.referrals import (
+    REFERRAL_ORDER_PREFIX,
+    ConversionCheck,
+    ReferralPolicy,
+    Step,
+    attribute,
+    cancel_on_refund,
+    convert,
+    decide,
+)
+from processors.referrer_rewards import cancel_referrer, credit_referrer, prune_grants
+from schemas.models import FraudDecision, Purchase, ReferralCommand
+from schemas.outputs import ReferralReward
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +52,8 @@ class Rejection:
 class PointsCredit:
     """Points that became available to spend: announced on `rewards-issued` (kind `points`)."""
 
+    reason: str
+    """`purchase_points_released`, `referral_referrer_released` or `referral_referee_released`."""
     reward_id: str
     customer_id: str
     points: int
@@ -49,60 +64,112 @@ class PointsCredit:
 
 @dataclass(frozen=True, slots=True)
 class Settlement:
-    """The account after a batch, and the entries, credits, anomalies and rejections it caused."""
+    """The account after a batch, and everything the batch caused that the world must hear about."""
 
     account: Account
     entries: tuple[LedgerEntry, ...] = ()
     credits: tuple[PointsCredit, ...] = ()
     anomalies: tuple[Anomaly, ...] = ()
     rejections: tuple[Rejection, ...] = ()
+    commands: tuple[ReferralCommand, ...] = ()
+    """Referral steps for other customers' partitions (the referrer's reward)."""
+    referral_rewards: tuple[ReferralReward, ...] = ()
+    fraud_rejected: tuple[str, ...] = ()
+    checks: tuple[ConversionCheck, ...] = ()
+    """Conversions waiting for a fraud verdict: settle again with `verdicts` for them."""
+
+
+Event: TypeAlias = Purchase | ReferralCommand | FraudDecision
+"""What settles against an account: purchases and refunds, referral steps, operator decisions."""
+
+
+@dataclass(frozen=True, slots=True)
+class Policies:
+    """Points and referral configuration."""
+
+    points: PointsPolicy
+    referrals: ReferralPolicy = field(default_factory=ReferralPolicy)
 
 
 def settle(
-    account: Account, purchases: Sequence[Purchase], now: datetime, policy: PointsPolicy
+    account: Account,
+    events: Sequence[Event],
+    now: datetime,
+    policy: PointsPolicy | Policies,
+    verdicts: Mapping[str, str] | None = None,
 ) -> Settlement:
-    """Apply a customer's purchases and refunds (in offset order) and every release due by `now`.
+    """Apply a customer's events (in offset order) and every release due by `now`.
 
-    Each event is idempotent on its own (an order or refund already recorded changes nothing), so a
-    replayed or redelivered event settles to the same account and the same entry ids.
+    Each event is idempotent on its own (an order, refund or referral step already recorded changes
+    nothing), so a replayed or redelivered event settles to the same account and the same ids.
+    `verdicts` maps a converting purchase's event id to its fraud decision; a conversion without
+    one stops the referral there and is listed in `checks`.
     """
-    outcomes = [release_due(account, now)]
+    policies = policy if isinstance(policy, Policies) else Policies(policy)
+    steps: list[Outcome | Step] = [release_due(account, now)]
     rejections: list[Rejection] = []
-    for purchase in purchases:
-        outcome = _apply(outcomes[-1].account, purchase, policy)
-        if outcome.rejection is not None:
-            rejections.append(Rejection(purchase.event_id, "no_points_rate", outcome.rejection))
-        outcomes.append(outcome)
-    outcomes.append(release_due(outcomes[-1].account, now))
-    entries = tuple(entry for outcome in outcomes for entry in outcome.entries)
+    for event in events:
+        outcome, step = _apply(steps[-1].account, event, policies, verdicts or {})
+        if isinstance(outcome, Outcome) and outcome.rejection is not None:
+            rejections.append(Rejection(event.event_id, "no_points_rate", outcome.rejection))
+        steps.extend(s for s in (outcome, step) if s is not None)
+    steps.append(release_due(steps[-1].account, now))
+    entries = tuple(entry for step in steps for entry in step.entries)
+    referral = [step for step in steps if isinstance(step, Step)]
+    final = prune(steps[-1].account, now, policies.points)
     return Settlement(
-        account=prune(outcomes[-1].account, now, policy),
+        account=prune_grants(final, now, policies.referrals),
         entries=entries,
         credits=tuple(credits_for(entries)),
-        anomalies=tuple(anomaly for outcome in outcomes for anomaly in outcome.anomalies),
+        anomalies=tuple(anomaly for step in steps for anomaly in step.anomalies),
         rejections=tuple(rejections),
+        commands=tuple(c for step in referral for c in step.commands),
+        referral_rewards=tuple(r for step in referral for r in step.rewards),
+        fraud_rejected=tuple(c for step in referral for c in step.rejected),
+        checks=tuple(step.check for step in referral if step.check is not None),
     )
 
 
-def _apply(account: Account, purchase: Purchase, policy: PointsPolicy) -> Outcome:
-    if purchase.type == "refund":
-        return reverse(
+def _command(
+    account: Account, cmd: ReferralCommand, referrals: ReferralPolicy, verdicts: Mapping[str, str]
+) -> Step:
+    if cmd.command == "signup":
+        return attribute(account, cmd, referrals, verdicts)
+    if cmd.command == "credit_referrer":
+        return credit_referrer(account, cmd, referrals)
+    return cancel_referrer(account, cmd)
+
+
+def _apply(
+    account: Account, event: Event, policies: Policies, verdicts: Mapping[str, str]
+) -> tuple[Outcome | Step, Step | None]:
+    referrals = policies.referrals
+    if isinstance(event, FraudDecision):
+        return decide(account, event, referrals), None
+    if isinstance(event, ReferralCommand):
+        return _command(account, event, referrals, verdicts), None
+    if event.type == "refund":
+        outcome = reverse(
             account,
-            event_id=purchase.event_id,
-            order_id=purchase.order_id,
-            refunded_cents=purchase.amount_cents,
-            at=purchase.occurred_at,
+            event_id=event.event_id,
+            order_id=event.order_id,
+            refunded_cents=event.amount_cents,
+            at=event.occurred_at,
         )
-    return earn(
+        return outcome, cancel_on_refund(outcome.account, event, referrals)
+    outcome = earn(
         account,
-        event_id=purchase.event_id,
-        order_id=purchase.order_id,
-        amount_cents=purchase.amount_cents,
-        currency=purchase.currency,
-        points_redeemed=purchase.points_redeemed or 0,
-        at=purchase.occurred_at,
-        policy=policy,
+        event_id=event.event_id,
+        order_id=event.order_id,
+        amount_cents=event.amount_cents,
+        currency=event.currency,
+        points_redeemed=event.points_redeemed or 0,
+        at=event.occurred_at,
+        policy=policies.points,
     )
+    if outcome.rejection is not None or account.referral is None:
+        return outcome, None
+    return outcome, convert(outcome.account, event, verdicts.get(event.event_id), referrals)
 
 
 def credits_for(entries: Iterable[LedgerEntry]) -> Iterable[PointsCredit]:
@@ -110,6 +177,7 @@ def credits_for(entries: Iterable[LedgerEntry]) -> Iterable[PointsCredit]:
     for entry in entries:
         if entry.kind == "release" and entry.available_delta > 0:
             yield PointsCredit(
+                reason=_release_reason(entry.order_id),
                 reward_id=stable_id("rw", "points", entry.customer_id, entry.order_id),
                 customer_id=entry.customer_id,
                 points=entry.available_delta,
@@ -117,3 +185,10 @@ def credits_for(entries: Iterable[LedgerEntry]) -> Iterable[PointsCredit]:
                 source_event_id=entry.source_event_id,
                 issued_at=entry.occurred_at,
             )
+
+
+def _release_reason(order_id: str) -> str:
+    """Why released points were earned: a purchase, or one side of a referral."""
+    if order_id.startswith(REFERRAL_ORDER_PREFIX):
+        return f"referral_{order_id.rsplit(':', 1)[-1]}_released"
+    return "purchase_points_released"

@@ -1,6 +1,7 @@
 """The v1 event contract: JSON Schema files, typed models and the codec that enforces them."""
 
 from schemas.codec import (
+    CONTROL_TOPICS,
     CURRENCIES,
     INPUT_TOPICS,
     OUTPUT_TOPICS,
@@ -15,9 +16,11 @@ from schemas.models import (
     INPUT_MODELS,
     Complaint,
     Context,
+    FraudDecision,
     InputEvent,
     Purchase,
     Referral,
+    ReferralCommand,
     ShippingAddress,
     SurveyResponse,
 )
@@ -32,10 +35,12 @@ from schemas.outputs import (
     OutputEvent,
     PointsAnomaly,
     PointsLedgerEntry,
+    ReferralReward,
     RewardIssued,
 )
 
 __all__ = [
+    "CONTROL_TOPICS",
     "CURRENCIES",
     "INPUT_MODELS",
     "INPUT_TOPICS",
@@ -49,6 +54,7 @@ __all__ = [
     "DeadLetterSource",
     "DecodeError",
     "FraudAlert",
+    "FraudDecision",
     "FraudRuleHit",
     "FraudThresholds",
     "GiftCard",
@@ -58,6 +64,8 @@ __all__ = [
     "PointsLedgerEntry",
     "Purchase",
     "Referral",
+    "ReferralCommand",
+    "ReferralReward",
     "RewardIssued",
     "ShippingAddress",
     "SurveyResponse",

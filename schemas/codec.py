@@ -28,12 +28,17 @@ REASONS: Final = (
 INPUT_TOPICS: Final = ("purchases", "complaints", "referrals", "survey-responses")
 """Input topics by base name (without any deployment prefix)."""
 
+CONTROL_TOPICS: Final = ("fraud-decisions", "referral-commands")
+"""Topics workers consume that are not upstream business inputs: operators' review decisions, and
+referral steps one worker sends to the partition that owns another customer (internal)."""
+
 OUTPUT_TOPICS: Final = (
     "rewards-issued",
     "fraud-alerts",
     "dead-letter",
     "points-ledger",
     "points-anomalies",
+    "referral-rewards",
 )
 """Output topics by base name."""
 
@@ -57,7 +62,7 @@ class DecodeError(ValueError):
 
 def schema_path(topic: str) -> pathlib.Path:
     """The JSON Schema file of `topic` (a base name such as `purchases`)."""
-    if topic not in INPUT_TOPICS and topic not in OUTPUT_TOPICS:
+    if topic not in INPUT_TOPICS + CONTROL_TOPICS + OUTPUT_TOPICS:
         raise KeyError(f"no schema for topic {topic!r}")
     return SCHEMA_DIR / f"{topic}.schema.json"
 

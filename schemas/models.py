@@ -30,6 +30,9 @@ ReferralCode: TypeAlias = Annotated[str, Meta(min_length=1, max_length=64)]
 PurchaseType: TypeAlias = Literal["purchase", "refund"]
 Severity: TypeAlias = Literal["low", "medium", "high", "critical"]
 ReferralType: TypeAlias = Literal["invited", "signed_up"]
+Decision: TypeAlias = Literal["approve", "review", "reject"]
+OperatorDecision: TypeAlias = Literal["approve", "reject"]
+ReferralCommandKind: TypeAlias = Literal["signup", "credit_referrer", "cancel_referrer"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -130,13 +133,66 @@ class SurveyResponse:
     comment: Annotated[str, Meta(max_length=2000)] | None = None
 
 
-InputEvent: TypeAlias = Purchase | Complaint | Referral | SurveyResponse
-"""Any decoded input event."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FraudDecision:
+    """`fraud-decisions`, keyed by referee_id: an operator's decision on a referral under review."""
+
+    event_id: Id
+    occurred_at: Timestamp
+    referee_id: Id
+    decision: OperatorDecision
+    operator: Id
+    alert_id: Id | None = None
+    reason: Annotated[str, Meta(max_length=500)] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReferralCommand:
+    """`referral-commands` (internal), keyed by customer_id: a referral step for the partition that
+    owns that customer's account."""
+
+    event_id: Id
+    occurred_at: Timestamp
+    command: ReferralCommandKind
+    customer_id: Id
+    referral_key: Id
+    referrer_id: Id
+    referee_id: Id
+    source_event_id: Id
+    referral_code: ReferralCode | None = None
+    referral_id: Id | None = None
+    decision: Decision | None = None
+    score: Annotated[float, Meta(ge=0)] | None = None
+    alert_id: Id | None = None
+    points: Points | None = None
+    release_at: Timestamp | None = None
+    order_id: Id | None = None
+
+    def __post_init__(self) -> None:
+        """Each command carries what it needs."""
+        needs = {
+            "signup": ("decision", "score", "alert_id"),
+            "credit_referrer": ("points", "release_at", "order_id"),
+            "cancel_referrer": ("order_id",),
+        }[self.command]
+        for name in needs:
+            if getattr(self, name) is None:
+                raise ValueError(
+                    f"`{name}` is required when `command` is {self.command!r} - at `$`"
+                )
+
+
+InputEvent: TypeAlias = (
+    Purchase | Complaint | Referral | SurveyResponse | FraudDecision | ReferralCommand
+)
+"""Any decoded input or control event."""
 
 INPUT_MODELS: dict[str, type[InputEvent]] = {
     "purchases": Purchase,
     "complaints": Complaint,
     "referrals": Referral,
     "survey-responses": SurveyResponse,
+    "fraud-decisions": FraudDecision,
+    "referral-commands": ReferralCommand,
 }
-"""Input topic (base name) -> its model."""
+"""Input and control topic (base name) -> its model."""

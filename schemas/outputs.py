@@ -1,5 +1,5 @@
 """Typed v1 output events (rewards-issued, fraud-alerts, dead-letter, points-ledger,
-points-anomalies) for `codec.encode`."""
+points-anomalies, referral-rewards) for `codec.encode`."""
 
 from __future__ import annotations
 
@@ -8,12 +8,11 @@ from typing import Annotated, Literal, TypeAlias
 
 from msgspec import Meta
 
-from schemas.models import Cents, Currency, Id, ReferralCode, Timestamp
+from schemas.models import Cents, Currency, Decision, Id, ReferralCode, Timestamp
 
 PositivePoints: TypeAlias = Annotated[int, Meta(gt=0, le=2**53 - 1)]
 ShortText: TypeAlias = Annotated[str, Meta(min_length=1, max_length=64)]
 RewardKind: TypeAlias = Literal["points", "gift_card", "discount"]
-Decision: TypeAlias = Literal["approve", "review", "reject"]
 Subject: TypeAlias = Literal["signup", "conversion"]
 
 
@@ -116,7 +115,7 @@ class DeadLetter:
 
 SafeInt: TypeAlias = Annotated[int, Meta(ge=-(2**53 - 1), le=2**53 - 1)]
 Count: TypeAlias = Annotated[int, Meta(ge=0, le=2**53 - 1)]
-LedgerKind: TypeAlias = Literal["earn", "release", "reversal", "redemption"]
+LedgerKind: TypeAlias = Literal["earn", "release", "reversal", "redemption", "referral"]
 AnomalyKind: TypeAlias = Literal[
     "redemption_shortfall", "reversal_shortfall", "refund_unknown_order"
 ]
@@ -152,7 +151,33 @@ class PointsAnomaly:
     detected_at: Timestamp
 
 
-OutputEvent: TypeAlias = RewardIssued | FraudAlert | DeadLetter | PointsLedgerEntry | PointsAnomaly
+ReferralRole: TypeAlias = Literal["referrer", "referee"]
+ReferralRewardStatus: TypeAlias = Literal[
+    "credited", "capped", "held", "cancelled", "rejected", "ineligible"
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReferralReward:
+    """`referral-rewards`, keyed by customer_id: what became of one side of a referral's reward."""
+
+    reward_id: Id
+    referral_key: Id
+    customer_id: Id
+    role: ReferralRole
+    status: ReferralRewardStatus
+    points: Count
+    referrer_id: Id
+    referee_id: Id
+    source_event_id: Id
+    decided_at: Timestamp
+    order_id: Id | None = None
+    reason: ShortText | None = None
+
+
+OutputEvent: TypeAlias = (
+    RewardIssued | FraudAlert | DeadLetter | PointsLedgerEntry | PointsAnomaly | ReferralReward
+)
 """Any output event."""
 
 OUTPUT_MODELS: dict[str, type[OutputEvent]] = {
@@ -161,5 +186,6 @@ OUTPUT_MODELS: dict[str, type[OutputEvent]] = {
     "dead-letter": DeadLetter,
     "points-ledger": PointsLedgerEntry,
     "points-anomalies": PointsAnomaly,
+    "referral-rewards": ReferralReward,
 }
 """Output topic -> its model."""

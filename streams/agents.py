@@ -9,7 +9,7 @@ import faust
 from faust.types import StreamT
 
 from streams.ingest import Admitted, Gate, Rejected
-from streams.settings import INPUT_TOPICS, Settings
+from streams.settings import CONTROL_TOPICS, INPUT_TOPICS, Settings
 
 Handler = Callable[[Sequence[Admitted]], Awaitable[Sequence[Rejected]]]
 Agent = Callable[[StreamT[bytes]], Awaitable[None]]
@@ -21,9 +21,10 @@ async def accept(admitted: Sequence[Admitted]) -> Sequence[Rejected]:
 
 
 def input_topics(app: faust.App, settings: Settings) -> faust.TopicT:
-    """All input topics as one raw-bytes channel: the codec, not Faust, decodes and validates."""
+    """All input and control topics as one raw-bytes channel (co-partitioned: partition p of each
+    is the same customers); the codec, not Faust, decodes and validates."""
     return app.topic(
-        *(settings.topic(base) for base in INPUT_TOPICS),
+        *(settings.topic(base) for base in INPUT_TOPICS + CONTROL_TOPICS),
         key_serializer="raw",
         value_serializer="raw",
         partitions=settings.partitions,
@@ -39,11 +40,11 @@ def ingest_agent(gate: Gate, handlers: Mapping[str, Handler], settings: Settings
         batches = stream.take_events(settings.batch_max, within=settings.batch_within_s)  # type: ignore[attr-defined]
         async for records in batches:
             admitted = await gate.admit(records)
-            by_topic: defaultdict[str, list[Admitted]] = defaultdict(list)
-            for item in admitted:
-                by_topic[item.topic].append(item)
-            for base, items in by_topic.items():
-                await gate.reject(await handlers.get(base, accept)(items))
+            by_handler: defaultdict[Handler, list[Admitted]] = defaultdict(list)
+            for item in admitted:  # topics that share a handler go to it together, in order
+                by_handler[handlers.get(item.topic, accept)].append(item)
+            for handler, items in by_handler.items():
+                await gate.reject(await handler(items))
             gate.done(admitted)
 
     return ingest_events

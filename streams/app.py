@@ -17,7 +17,7 @@ from streams.ingest import Gate
 from streams.metrics import PipelineMetrics, serve_metrics
 from streams.points import Clock
 from streams.points_app import build_points_ledger, wall_clock
-from streams.settings import INPUT_TOPICS, Settings
+from streams.settings import CONTROL_TOPICS, INPUT_TOPICS, Settings
 from streams.tuning import limit_fetch_wait
 
 DEAD_LETTER_MAX_BYTES = 4 * 1024 * 1024  # base64 of a 1 MiB record plus its envelope
@@ -48,13 +48,20 @@ def create_app(settings: Settings, clock: Clock = wall_clock) -> faust.App:
     registry = CollectorRegistry()
     serve_metrics(app, registry)
     metrics = PipelineMetrics.create(registry)
-    metrics.prime(INPUT_TOPICS, REASONS)
+    metrics.prime(INPUT_TOPICS + CONTROL_TOPICS, REASONS)
     redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
     gate = build_gate(app, settings, metrics, redis)
-    ledger = build_points_ledger(
+    ledger, intake = build_points_ledger(
         app, settings, registry=registry, pipeline_metrics=metrics, redis=redis, clock=clock
     )
-    register_ingest_agent(app, settings, gate, {"purchases": ledger.credit_purchase_points})
+    accounts = ledger.settle_customer_events  # one call per batch for all of a customer's events
+    handlers = {
+        "purchases": accounts,
+        "referral-commands": accounts,
+        "fraud-decisions": accounts,
+        "referrals": intake.score_signups,
+    }
+    register_ingest_agent(app, settings, gate, handlers)
     register_lag_timer(app, settings, gate, metrics)
     return app
 
@@ -77,7 +84,7 @@ def build_gate(app: faust.App, settings: Settings, metrics: PipelineMetrics, red
         metrics=metrics,
     )
     return Gate(
-        {settings.topic(base): base for base in INPUT_TOPICS},
+        {settings.topic(base): base for base in INPUT_TOPICS + CONTROL_TOPICS},
         Codec(max_event_bytes=settings.max_event_bytes),
         first_seen,
         DeadLetterSink(dead_letter_topic, metrics),

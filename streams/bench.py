@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import secrets
 import tempfile
 import time
 import uuid
@@ -14,6 +15,7 @@ from typing import Literal
 
 import orjson
 from confluent_kafka import Consumer
+from pydantic import SecretStr
 
 from schemas.codec import Codec, DecodeError
 from streams.housekeeping import purge
@@ -35,7 +37,7 @@ class BenchOptions:
     latency_rate: float
     latency_seconds: float
     json_path: Path | None
-    workload: Literal["shop", "purchases"] = "shop"
+    workload: Literal["shop", "purchases", "referrals"] = "shop"
     customers: int = 10_000
 
 
@@ -80,10 +82,48 @@ def purchase_stream(n: int, customers: int, seed: int) -> list[SimEvent]:
     return out
 
 
+def referral_stream(n: int, customers: int, seed: int) -> list[SimEvent]:
+    """Referral-heavy: of every five events two are sign-ups (scored against the identity index,
+    forwarded to the referee's partition), two are referees' purchases (conversions, so the
+    referrer's credit crosses partitions again) and one a referrer's purchase with its context;
+    one sign-up in 50 shares the referrer's device (a self-referral to review)."""
+    rng = random.Random(seed)
+    now = datetime.now(UTC)
+    out: list[SimEvent] = []
+    referees: list[tuple[str, str]] = []
+
+    def context(who: str) -> dict[str, str]:
+        ip = f"10.{rng.randrange(256)}.{rng.randrange(256)}.9"
+        return {"email": f"{who}@example.org", "ip": ip, "device_id": f"dev-{who}",
+                "payment_fingerprint": f"fp-{who}"}  # fmt: skip
+
+    for i in range(n):
+        at, kind = (now - timedelta(seconds=n - i)).isoformat(), i % 5
+        referrer = f"cust-{rng.randrange(customers):07d}"
+        body: dict[str, object]
+        if kind < 2 or not referees:
+            referee = f"ref-{seed}-{i}"
+            ctx = context(referee) | ({"device_id": f"dev-{referrer}"} if i % 50 == 0 else {})
+            body = {"event_id": f"bench-{seed}-{i}", "occurred_at": at, "type": "signed_up",
+                    "referrer_id": referrer, "referral_code": f"code-{referrer}",
+                    "referee_id": referee, "context": ctx}  # fmt: skip
+            referees.append((referee, referrer))
+            out.append(SimEvent("referrals", referrer.encode(), orjson.dumps(body), "signed_up"))
+            continue
+        buyer = referees.pop(rng.randrange(len(referees)))[0] if kind < 4 else referrer
+        body = {"event_id": f"bench-{seed}-{i}", "occurred_at": at, "customer_id": buyer,
+                "type": "purchase", "order_id": f"o-{seed}-{i}", "currency": "EUR",
+                "amount_cents": rng.randint(2_500, 9_000), "context": context(buyer)}  # fmt: skip
+        out.append(SimEvent("purchases", buyer.encode(), orjson.dumps(body), "purchase"))
+    return out
+
+
 def workload_events(options: BenchOptions, n: int, seed: int) -> list[SimEvent]:
     """The events of the chosen workload."""
     if options.workload == "purchases":
         return purchase_stream(n, options.customers, seed)
+    if options.workload == "referrals":
+        return referral_stream(n, options.customers, seed)
     return list(ShopSimulator(seed=seed, bad_event_ratio=0.002 if seed == 11 else 0.0).events(n))
 
 
@@ -142,11 +182,14 @@ def codec_rate(events: list[SimEvent]) -> float:
 def wait_consumed(
     worker: WorkerProcess, target: float, timeout_s: float = 600
 ) -> tuple[float, float]:
-    """Poll until the worker consumed `target` records; returns (seconds busy, records counted)."""
+    """Poll until the worker consumed `target` input records (not counting the control topics'
+    records it sends itself); returns (seconds busy, input records counted)."""
     first: tuple[float, float] | None = None
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        consumed = worker.total("rewards_events_consumed_total")
+        consumed = sum(
+            worker.total("rewards_events_consumed_total", topic=topic) for topic in INPUT_TOPICS
+        )
         now = time.perf_counter()
         if consumed > 0 and first is None:
             first = (now, consumed)
@@ -205,8 +248,14 @@ def measure_latency(settings: Settings, options: BenchOptions, log: Path) -> tup
 
 def isolated(base: Settings, name: str, workdir: Path) -> Settings:
     """Settings with topics, consumer group and Redis namespace of their own."""
+    key = base.pii_hash_key or SecretStr(secrets.token_hex(16))  # a throwaway key if none set
     return base.model_copy(
-        update={"topic_prefix": f"{name}-", "app_id": name, "data_dir": workdir / name}
+        update={
+            "topic_prefix": f"{name}-",
+            "app_id": name,
+            "data_dir": workdir / name,
+            "pii_hash_key": key,
+        }
     )
 
 
@@ -235,7 +284,7 @@ def run_bench(base: Settings, options: BenchOptions) -> int:
     p50, p99 = measure_latency(latency_settings, options, workdir / "latency-worker.log")
     result = BenchResult(
         workload=options.workload,
-        customers=options.customers if options.workload == "purchases" else 0,
+        customers=options.customers if options.workload != "shop" else 0,
         events=len(events),
         produce_per_s=produce_rate,
         baseline_consume_decode_per_s=baseline,

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from streams.settings import INPUT_TOPICS, OUTPUT_TOPICS, Settings
+from streams.settings import CONTROL_TOPICS, INPUT_TOPICS, OUTPUT_TOPICS, Settings
 
 
 def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
@@ -33,7 +33,7 @@ def cmd_topics(settings: Settings, _: argparse.Namespace) -> int:
     from streams.kafka_io import ensure_topics
 
     ensure_topics(settings)
-    for name in INPUT_TOPICS + OUTPUT_TOPICS:
+    for name in INPUT_TOPICS + CONTROL_TOPICS + OUTPUT_TOPICS:
         print(settings.topic(name))
     return 0
 
@@ -87,7 +87,20 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
             tags = dict(labels)
             print(f"  dead letters  {tags['topic']:<18}{tags['reason']:<18}{value:>8.0f}")
     print_points_status(samples)
+    print_referral_status(samples)
     return 0
+
+
+def print_referral_status(
+    samples: list[tuple[tuple[str, tuple[tuple[str, str], ...]], float]],
+) -> None:
+    """Fraud decisions by subject and outcome, referral reward outcomes by role and status."""
+    for (name, labels), value in samples:
+        tags = dict(labels)
+        if name == "rewards_fraud_decisions_total" and value:
+            print(f"  fraud  {tags['subject']:<11}{tags['decision']:<18}{value:>8.0f}")
+        if name == "rewards_referral_rewards_total" and value:
+            print(f"  referral reward  {tags['role']:<9}{tags['status']:<10}{value:>8.0f}")
 
 
 def print_points_status(
@@ -104,6 +117,17 @@ def print_points_status(
     for (name, kind), value in sorted(found.items()):
         if name == "rewards_points_anomalies_total" and value:
             print(f"  anomalies  {kind:<24}{value:>8.0f}")
+
+
+def cmd_decide(settings: Settings, args: argparse.Namespace) -> int:
+    """Approve or reject a referral held for review (publishes to fraud-decisions)."""
+    from streams.review import publish_decision
+
+    record = publish_decision(
+        settings, args.referee, args.decision, args.operator, args.reason, args.alert
+    )
+    print(f"{record.decision} for referee {record.referee_id} published as {record.event_id}")
+    return 0
 
 
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
@@ -128,7 +152,9 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("worker", help=cmd_worker.__doc__).set_defaults(run=cmd_worker)
     sub.add_parser("topics", help=cmd_topics.__doc__).set_defaults(run=cmd_topics)
     pub = sub.add_parser("publish", help=cmd_publish.__doc__)
-    pub.add_argument("--topic", required=True, choices=INPUT_TOPICS + OUTPUT_TOPICS)
+    pub.add_argument(
+        "--topic", required=True, choices=INPUT_TOPICS + CONTROL_TOPICS + OUTPUT_TOPICS
+    )
     pub.add_argument("file", help="JSON lines, one event per line")
     pub.set_defaults(run=cmd_publish)
     demo = sub.add_parser("demo", help=cmd_demo.__doc__)
@@ -140,16 +166,24 @@ def parser() -> argparse.ArgumentParser:
     dead.add_argument("--timeout", type=float, default=10.0)
     dead.set_defaults(run=cmd_dead_letters)
     sub.add_parser("status", help=cmd_status.__doc__).set_defaults(run=cmd_status)
+    decide = sub.add_parser("decide", help=cmd_decide.__doc__)
+    decide.add_argument("decision", choices=("approve", "reject"))
+    decide.add_argument("--referee", required=True, help="the referee's customer id")
+    decide.add_argument("--operator", required=True, help="who decides (recorded)")
+    decide.add_argument("--reason", help="why (recorded, up to 500 characters)")
+    decide.add_argument("--alert", help="the fraud-alerts alert_id being decided")
+    decide.set_defaults(run=cmd_decide)
     bench = sub.add_parser("bench", help=cmd_bench.__doc__)
     bench.add_argument("--events", type=int, default=200_000)
     bench.add_argument("--latency-rate", type=float, default=5000.0)
     bench.add_argument("--latency-seconds", type=float, default=20.0)
     bench.add_argument("--json", help="also write the results as JSON here")
     bench.add_argument(
-        "--workload", choices=("shop", "purchases"), default="shop",
-        help="shop: the simulator's mix of all topics; purchases: the points ledger only",
+        "--workload", choices=("shop", "purchases", "referrals"), default="shop",
+        help="shop: the simulator's mix of all topics; purchases: the points ledger only; "
+        "referrals: sign-ups, conversions and referrers' purchases",
     )  # fmt: skip
-    bench.add_argument("--customers", type=int, default=10_000, help="purchases workload only")
+    bench.add_argument("--customers", type=int, default=10_000, help="not for the shop workload")
     bench.set_defaults(run=cmd_bench)
     return p
 

@@ -10,7 +10,7 @@ from typing import Any
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from streams.settings import INPUT_TOPICS, OUTPUT_TOPICS, Settings
+from streams.settings import CONTROL_TOPICS, INPUT_TOPICS, OUTPUT_TOPICS, Settings
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,9 @@ def admin_client(bootstrap_servers: str) -> AdminClient:
     return AdminClient({"bootstrap.servers": bootstrap_servers})
 
 
-def ensure_topics(settings: Settings, names: Iterable[str] = INPUT_TOPICS + OUTPUT_TOPICS) -> None:
+def ensure_topics(
+    settings: Settings, names: Iterable[str] = INPUT_TOPICS + CONTROL_TOPICS + OUTPUT_TOPICS
+) -> None:
     """Create the product's topics if missing, with the configured partitions and replication."""
     admin = admin_client(settings.kafka_bootstrap_servers)
     wanted = [
@@ -49,7 +51,9 @@ def ensure_topics(settings: Settings, names: Iterable[str] = INPUT_TOPICS + OUTP
                 raise
 
 
-def delete_topics(settings: Settings, names: Iterable[str] = INPUT_TOPICS + OUTPUT_TOPICS) -> None:
+def delete_topics(
+    settings: Settings, names: Iterable[str] = INPUT_TOPICS + CONTROL_TOPICS + OUTPUT_TOPICS
+) -> None:
     """Delete the product's topics under this settings' prefix, and Faust's internal ones."""
     admin = admin_client(settings.kafka_bootstrap_servers)
     existing = admin.list_topics(timeout=30).topics

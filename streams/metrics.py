@@ -163,7 +163,7 @@ class PointsMetrics:
         made = cls(
             points=Counter(
                 "rewards_points", "Points moved, by ledger entry kind (earn, release, reversal, "
-                "redemption).", ["kind"], registry=registry,
+                "redemption, referral).", ["kind"], registry=registry,
             ),
             entries=Counter(
                 "rewards_points_ledger_entries", "Entries published to points-ledger.", ["kind"],
@@ -189,7 +189,7 @@ class PointsMetrics:
                 registry=registry,
             ),
         )  # fmt: skip
-        for kind in ("earn", "release", "reversal", "redemption"):
+        for kind in ("earn", "release", "reversal", "redemption", "referral"):
             made.points.labels(kind)
             made.entries.labels(kind)
         for kind in ("redemption_shortfall", "reversal_shortfall", "refund_unknown_order"):

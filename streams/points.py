@@ -13,19 +13,24 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from processors.points import Account, PointsPolicy
-from processors.settlement import Settlement, settle
-from schemas.models import Purchase
+from processors.fraud import FraudPolicy, evaluate
+from processors.ids import stable_id
+from processors.points import Account
+from processors.settlement import Event, Policies, Settlement, settle
+from schemas.models import Complaint, FraudDecision, Purchase, Referral, SurveyResponse
 from streams.emitter import Emitter
+from streams.identity_index import IdentityIndex
 from streams.ingest import Admitted, Rejected
 from streams.metrics import PointsMetrics
 from streams.points_mirror import BalanceMirror
 from streams.points_records import anomaly_record, ledger_json, points_moved, reward_record
 from streams.points_state import AccountTable
+from streams.referral_intake import ReferralIntake, alert_record
+from streams.referral_metrics import ReferralMetrics
 from streams.release_schedule import ReleaseSchedule
 
 log = logging.getLogger(__name__)
@@ -53,7 +58,11 @@ class PointsLedger:
         emitter: Emitter,
         mirror: BalanceMirror,
         metrics: PointsMetrics,
-        policy: PointsPolicy,
+        policies: Policies,
+        fraud: FraudPolicy,
+        index: IdentityIndex,
+        intake: ReferralIntake,
+        referral_metrics: ReferralMetrics,
         clock: Clock,
         ledger_topic: str,
     ) -> None:
@@ -62,29 +71,84 @@ class PointsLedger:
         self._emitter = emitter
         self._mirror = mirror
         self._metrics = metrics
-        self._policy = policy
+        self._policies = policies
+        self._fraud = fraud
+        self._index = index
+        self._intake = intake
+        self._referral_metrics = referral_metrics
         self._clock = clock
         self._ledger_topic = ledger_topic
         self._output_topics = [
-            emitter.topic(base) for base in ("rewards-issued", "points-anomalies")
+            emitter.topic(base)
+            for base in (
+                "rewards-issued",
+                "points-anomalies",
+                "referral-commands",
+                "referral-rewards",
+            )
         ]
         self._lock = asyncio.Lock()  # one batch or sweep at a time: no lost update across awaits
 
-    async def credit_purchase_points(self, admitted: Sequence[Admitted]) -> Sequence[Rejected]:
-        """Settle each customer's purchases and refunds in this batch, then publish and store."""
-        by_customer: defaultdict[tuple[int, str], list[Purchase]] = defaultdict(list)
+    async def settle_customer_events(self, admitted: Sequence[Admitted]) -> Sequence[Rejected]:
+        """Settle each customer's purchases, referral steps and review decisions, then publish
+        and store."""
+        by_customer: defaultdict[tuple[int, str], list[Event]] = defaultdict(list)
         for item in admitted:
-            assert isinstance(item.event, Purchase)
-            by_customer[(item.position.partition, item.event.customer_id)].append(item.event)
+            event = item.event
+            assert not isinstance(event, Complaint | SurveyResponse | Referral)
+            customer = event.referee_id if isinstance(event, FraudDecision) else event.customer_id
+            by_customer[(item.position.partition, customer)].append(event)
         async with self._lock:
             now = self._clock()
+            await self._index.record(
+                [(e.customer_id, e.context, e.occurred_at) for e in _purchases(admitted)]
+            )
             settled = [self._settle(p, c, events, now) for (p, c), events in by_customer.items()]
+            settled = await self._score_conversions(settled, by_customer, now)
             await self._apply(settled, store_unchanged=True)
         by_id = {item.event.event_id: item for item in admitted}
         return [
             Rejected(by_id[r.event_id], r.reason, r.detail)
             for done in settled
             for r in done.settlement.rejections
+        ]
+
+    async def _score_conversions(
+        self,
+        settled: list[Settled],
+        events: Mapping[tuple[int, str], Sequence[Event]],
+        now: datetime,
+    ) -> list[Settled]:
+        """Score the batch's conversions for fraud (one Redis round trip), publish the alerts,
+        and settle those customers again with the verdicts."""
+        checks = [check for done in settled for check in done.settlement.checks]
+        if not checks:
+            return settled
+        facts = await self._index.conversion_facts(checks)
+        verdicts: dict[str, str] = {}
+        for check, fact in zip(checks, facts, strict=True):
+            verdict = evaluate(fact, self._fraud)
+            key = check.referral.referral_key
+            alert_id = stable_id("fa", "conversion", key, check.purchase.event_id)
+            self._intake.publish_alert(
+                alert_record(alert_id, fact, verdict, check.purchase), verdict
+            )
+            verdicts[check.purchase.event_id] = verdict.decision
+        return [
+            done
+            if not done.settlement.checks
+            else Settled(
+                done.partition,
+                done.before,
+                settle(
+                    done.before,
+                    events[(done.partition, done.before.customer_id)],
+                    now,
+                    self._policies,
+                    verdicts,
+                ),
+            )
+            for done in settled
         ]
 
     async def release_held_points(self) -> None:
@@ -113,10 +177,10 @@ class PointsLedger:
         self._metrics.recoveries.inc()
 
     def _settle(
-        self, partition: int, customer_id: str, purchases: Sequence[Purchase], now: datetime
+        self, partition: int, customer_id: str, events: Sequence[Event], now: datetime
     ) -> Settled:
         before = self.accounts.load(partition, customer_id)
-        return Settled(partition, before, settle(before, purchases, now, self._policy))
+        return Settled(partition, before, settle(before, events, now, self._policies))
 
     async def _apply(self, settled: Sequence[Settled], *, store_unchanged: bool) -> None:
         """Publish and mirror, wait for both, then store (see the module docstring)."""
@@ -129,6 +193,7 @@ class PointsLedger:
         await asyncio.gather(
             self._emitter.delivered(),
             self._mirror.write([s.settlement.account for s in stored]),
+            self._index.mark_rejected(c for s in settled for c in s.settlement.fraud_rejected),
         )
         await self.accounts.save(
             [(s.partition, s.settlement.account) for s in stored], self._emitter
@@ -144,6 +209,12 @@ class PointsLedger:
             moved[entry.kind] += points_moved(entry)
         for credit in settlement.credits:
             self._emitter.emit("rewards-issued", customer_id, reward_record(credit))
+        for command in settlement.commands:
+            self._emitter.emit("referral-commands", command.customer_id, command)
+            self._referral_metrics.commands.labels(command.command).inc()
+        for reward in settlement.referral_rewards:
+            self._emitter.emit("referral-rewards", reward.customer_id, reward)
+        self._referral_metrics.count_rewards(settlement.referral_rewards)
         for anomaly in settlement.anomalies:
             self._emitter.emit(
                 "points-anomalies", customer_id, anomaly_record(customer_id, anomaly)
@@ -165,3 +236,8 @@ def _worth_storing(settled: Settled, store_unchanged: bool) -> bool:
     if settled.settlement.account != settled.before:
         return True
     return store_unchanged and settled.before != Account(settled.before.customer_id)
+
+
+def _purchases(admitted: Sequence[Admitted]) -> Iterator[Purchase]:
+    """The purchases and refunds of a batch (their contexts feed the identity index)."""
+    return (item.event for item in admitted if isinstance(item.event, Purchase))

@@ -12,11 +12,15 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from processors.points import Account, EarnRate, Multiplier, PointsPolicy, next_release
+from processors.settlement import Policies
 from streams.emitter import Emitter
 from streams.metrics import PipelineMetrics, PointsMetrics
 from streams.points import Clock, PointsLedger
 from streams.points_mirror import BalanceMirror, mirror_namespace
 from streams.points_state import account_table
+from streams.referral_intake import ReferralIntake
+from streams.referral_metrics import ReferralMetrics
+from streams.referrals_app import fraud_policy, identity_index, referral_intake, referral_policy
 from streams.release_schedule import ReleaseSchedule
 from streams.settings import Settings
 
@@ -47,8 +51,13 @@ def build_points_ledger(
     pipeline_metrics: PipelineMetrics,
     redis: Redis,
     clock: Clock = wall_clock,
-) -> PointsLedger:
-    """Create the ledger with its table, schedule and adapters, and register its timer and view."""
+) -> tuple[PointsLedger, ReferralIntake]:
+    """Create the ledger with its table, schedule and adapters, and register its timer and view;
+    and the referral intake that feeds it sign-ups."""
+    fraud = fraud_policy(settings)
+    index = identity_index(settings, redis, fraud, pipeline_metrics)
+    referral_metrics = ReferralMetrics.create(registry)
+    intake = referral_intake(settings, index, fraud, referral_metrics)
     ledger = PointsLedger(
         accounts=account_table(app, settings),
         schedule=ReleaseSchedule(),
@@ -60,14 +69,18 @@ def build_points_ledger(
             metrics=pipeline_metrics,
         ),
         metrics=PointsMetrics.create(registry),
-        policy=points_policy(settings),
+        policies=Policies(points_policy(settings), referral_policy(settings)),
+        fraud=fraud,
+        index=index,
+        intake=intake,
+        referral_metrics=referral_metrics,
         clock=clock,
         ledger_topic=settings.topic("points-ledger"),
     )
     register_recovery(app, settings, ledger)
     register_release_timer(app, settings, ledger)
     register_balance_view(app, ledger)
-    return ledger
+    return ledger, intake
 
 
 def register_recovery(app: faust.App, settings: Settings, ledger: PointsLedger) -> None:
@@ -105,6 +118,7 @@ def balance_body(account: Account) -> dict[str, Any]:
         "available": account.available,
         "sequence": account.sequence,
         "next_release_at": release.isoformat() if release else None,
+        "referral": referral_body(account),
         "holds": [
             {"order_id": o.order_id, "points": o.pending, "release_at": o.release_at.isoformat()}
             for o in sorted(account.orders.values(), key=lambda o: o.release_at)
@@ -124,3 +138,17 @@ def register_balance_view(app: faust.App, ledger: PointsLedger) -> None:
         if account is None:
             return view.json({"customer_id": customer_id, "error": "unknown customer"}, status=404)
         return view.json(balance_body(account))
+
+
+def referral_body(account: Account) -> dict[str, Any] | None:
+    """The referral that brought the customer, if any, as shown by the balance endpoint."""
+    referral = account.referral
+    if referral is None:
+        return None
+    return {
+        "referral_key": referral.referral_key,
+        "referrer_id": referral.referrer_id,
+        "status": referral.status,
+        "decision": referral.decision,
+        "order_id": referral.order_id,
+    }

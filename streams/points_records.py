@@ -8,8 +8,6 @@ from processors.points import Anomaly, LedgerEntry
 from processors.settlement import PointsCredit
 from schemas.outputs import PointsAnomaly, PointsLedgerEntry, RewardIssued
 
-RELEASE_REASON = "purchase_points_released"
-
 
 def ledger_record(entry: LedgerEntry) -> PointsLedgerEntry:
     """A `points-ledger` record."""
@@ -42,7 +40,7 @@ def reward_record(credit: PointsCredit) -> RewardIssued:
         reward_id=credit.reward_id,
         customer_id=credit.customer_id,
         kind="points",
-        reason=RELEASE_REASON,
+        reason=credit.reason,
         source_event_id=credit.source_event_id,
         issued_at=credit.issued_at,
         points=credit.points,

@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import orjson
-from pydantic import AliasChoices, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, AwareDatetime, BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from schemas.codec import INPUT_TOPICS, OUTPUT_TOPICS
+from schemas.codec import CONTROL_TOPICS, INPUT_TOPICS, OUTPUT_TOPICS
 
-__all__ = ["INPUT_TOPICS", "OUTPUT_TOPICS", "Settings", "settings_env"]
+__all__ = ["CONTROL_TOPICS", "INPUT_TOPICS", "OUTPUT_TOPICS", "Settings", "settings_env"]
 
 
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -27,6 +27,24 @@ class CampaignMultiplier(BaseModel):
     percent: int = Field(ge=0)
     starts_at: AwareDatetime
     ends_at: AwareDatetime
+
+
+class ReferralCap(BaseModel):
+    """At most `max_count` referral rewards and `max_points` points per referrer per `period`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    period: timedelta
+    max_count: int = Field(ge=0)
+    max_points: int = Field(ge=0)
+
+
+DEFAULT_CAPS = (
+    ReferralCap(period=timedelta(days=30), max_count=10, max_points=5_000),
+    ReferralCap(period=timedelta(days=365), max_count=50, max_points=25_000),
+)
+DEFAULT_MIN_AMOUNTS = {"EUR": 2000, "USD": 2000, "GBP": 2000}
+DEFAULT_VELOCITY_LIMITS = {"referrer": 10, "ip": 5, "device": 3}
 
 
 DEFAULT_RATES: dict[str, tuple[int, int]] = {"EUR": (1, 100), "USD": (1, 100), "GBP": (1, 100)}
@@ -74,6 +92,26 @@ class Settings(BaseSettings):
     points_hold: timedelta = timedelta(days=14)
     points_order_retention: timedelta = timedelta(days=400)
     release_interval_s: float = Field(default=1.0, gt=0)
+    pii_hash_key: SecretStr | None = Field(default=None, min_length=16)
+    identity_ttl: timedelta = timedelta(days=400)
+    referral_referrer_points: int = Field(default=500, ge=0)
+    referral_referee_points: int = Field(default=500, ge=0)
+    referral_min_amounts: dict[str, Annotated[int, Field(ge=0)]] = Field(
+        default_factory=lambda: dict(DEFAULT_MIN_AMOUNTS)
+    )
+    referral_window: timedelta = timedelta(days=30)
+    referral_hold: timedelta | None = None
+    referral_caps: tuple[ReferralCap, ...] = DEFAULT_CAPS
+    fraud_weights: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
+    fraud_review_at: float = Field(default=40.0, ge=0)
+    fraud_reject_at: float = Field(default=80.0, ge=0)
+    fraud_velocity_limits: dict[str, PositiveInt] = Field(
+        default_factory=lambda: dict(DEFAULT_VELOCITY_LIMITS)
+    )
+    fraud_velocity_window: timedelta = timedelta(days=1)
+    fraud_ip_ua_window: timedelta = timedelta(days=1)
+    fraud_ring_depth: int = Field(default=3, ge=2, le=6)
+    fraud_alert_on_approve: bool = False
     log_level: str = "info"
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
 
@@ -91,9 +129,12 @@ class Settings(BaseSettings):
 def settings_env(settings: Settings) -> dict[str, str]:
     """Environment variables that recreate `settings` in a child process."""
     dumped = settings.model_dump(mode="json")
+    if settings.pii_hash_key is not None:
+        dumped["pii_hash_key"] = settings.pii_hash_key.get_secret_value()
     env = {
         f"REWARDS_{name.upper()}": value if isinstance(value, str) else orjson.dumps(value).decode()
         for name, value in dumped.items()
+        if value is not None
     }
     env["KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers
     env["REDIS_URL"] = settings.redis_url

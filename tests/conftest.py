@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -12,12 +14,13 @@ from pathlib import Path
 
 import pytest
 import redis
+from pydantic import SecretStr
 
 from streams.housekeeping import purge
 from streams.kafka_io import admin_client, ensure_topics
 from streams.settings import Settings, settings_env
 from streams.worker_process import WorkerProcess, free_port
-from tests.support import REPO, unavailable
+from tests.support import CI, REPO, unavailable
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,7 @@ def settings(services: Services, tmp_path: Path) -> Iterator[Settings]:
         partitions=2,
         lag_interval_s=0.5,
         session_timeout_s=8.0,
+        pii_hash_key=SecretStr(f"test-pii-hash-key-{run}"),
     )
     ensure_topics(made)
     yield made
@@ -138,3 +142,43 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[[Settings], WorkerProcess]
     yield start
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    """A redis-server of this test's own, so it can be stopped and started again."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if CI:
+            pytest.fail("redis-server is not installed")
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    argv = [
+        binary,
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--save",
+        "",
+        "--dir",
+        str(tmp_path),
+    ]
+
+    class Server:
+        url = f"redis://127.0.0.1:{port}/0"
+        proc: subprocess.Popen[bytes] | None = None
+
+        def start(self) -> None:
+            self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+            time.sleep(0.3)
+
+        def stop(self) -> None:
+            if self.proc:
+                self.proc.terminate()
+                self.proc.wait(10)
+
+    server = Server()
+    server.start()
+    yield server
+    server.stop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,12 +79,15 @@ def eventually(
         time.sleep(every_s)
 
 
-def settled(worker: MetricsEndpoint, consumed: int, **labels: str) -> dict[str, float]:
+def settled(
+    worker: MetricsEndpoint, consumed: int, topics: Sequence[str] = (), **labels: str
+) -> dict[str, float]:
     """Wait until `consumed` records were read and each one is accounted for (processed,
     duplicate or dead-lettered); return those counts from one consistent scrape.
 
     `consumed` alone is not enough: it is counted before the deduplication round trip, so the
-    other counters can still be moving when it reaches its final value.
+    other counters can still be moving when it reaches its final value. With `topics`, only
+    records of those topics count (e.g. the input topics, not the workers' own control topics).
     """
 
     def accounted() -> dict[str, float]:
@@ -92,7 +95,11 @@ def settled(worker: MetricsEndpoint, consumed: int, **labels: str) -> dict[str, 
 
         def total(name: str) -> float:
             want = set(labels.items())
-            return sum(v for (n, ls), v in samples.items() if n == name and want <= set(ls))
+            return sum(
+                v
+                for (n, ls), v in samples.items()
+                if n == name and want <= set(ls) and (not topics or dict(ls)["topic"] in topics)
+            )
 
         counts = {
             kind: total(f"rewards_{kind}_total")

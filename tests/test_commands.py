@@ -9,7 +9,7 @@ import pytest
 from streams.app import create_app
 from streams.cli import main
 from streams.publish import publish_demo
-from streams.settings import Settings
+from streams.settings import INPUT_TOPICS, Settings
 from tests.events import purchase
 from tests.support import eventually, settled
 
@@ -31,7 +31,13 @@ def test_faust_environment_variables_cannot_override_settings(monkeypatch, tmp_p
     monkeypatch.setenv("WEB_PORT", "1234")
     monkeypatch.setenv("BROKER", "kafka://elsewhere:9092")
     monkeypatch.setenv("STORE", "rocksdb://")
-    settings = Settings(web_port=7777, store="memory://", data_dir=tmp_path, topic_prefix="x-")
+    settings = Settings(
+        web_port=7777,
+        store="memory://",
+        data_dir=tmp_path,
+        topic_prefix="x-",
+        pii_hash_key="a-key-of-16-or-more-chars",
+    )
     app = create_app(settings)
     assert isinstance(app, faust.App)
     assert app.conf.web_port == 7777
@@ -59,7 +65,7 @@ def test_publish_command_sends_a_jsonl_file_that_the_worker_admits(
 def test_demo_traffic_is_all_accounted_for(settings, start_worker):
     worker = start_worker(settings)
     kinds = publish_demo(settings, events=600, rate=0, seed=5)
-    counts = settled(worker, 600)
+    counts = settled(worker, 600, topics=INPUT_TOPICS)
     dead, duplicates = counts["dead_letters"], counts["duplicate_events"]
     bad = sum(
         n

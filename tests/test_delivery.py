@@ -8,6 +8,7 @@ import pytest
 
 from processors.delivery import Delivery, Position, classify_delivery
 from processors.routing import KEY_FIELDS, expected_key, key_mismatch
+from schemas.codec import CONTROL_TOPICS, INPUT_TOPICS
 
 HERE = Position("purchases", 3, 41)
 
@@ -42,6 +43,7 @@ def test_position_token_is_partition_and_offset() -> None:
 class Fake:
     customer_id: str = "c-1"
     referrer_id: str = "r-9"
+    referee_id: str = "e-3"
 
 
 @pytest.mark.parametrize("topic", sorted(KEY_FIELDS))
@@ -66,4 +68,8 @@ def test_wrong_or_missing_key_is_reported(topic: str, key: bytes | None, fragmen
 
 
 def test_every_input_topic_has_a_key_field() -> None:
-    assert set(KEY_FIELDS) == {"purchases", "complaints", "referrals", "survey-responses"}
+    assert set(KEY_FIELDS) == set(INPUT_TOPICS + CONTROL_TOPICS)
+    assert (KEY_FIELDS["fraud-decisions"], KEY_FIELDS["referral-commands"]) == (
+        "referee_id",
+        "customer_id",
+    )

@@ -199,7 +199,7 @@ def test_any_worker_answers_for_any_customer_by_routing_to_the_owner(settings, s
     for customer in customers:
         for worker in (first, second):
             eventually(lambda w=worker, c=customer: http_balance(w, c) == (200, ANY_BALANCE | {
-                "customer_id": c, "pending": 10, "available": 0}))  # fmt: skip
+                "customer_id": c, "pending": 10, "available": 0, "referral": None}))  # fmt: skip
     owners = {
         worker.web_port
         for worker in (first, second)

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
-import time
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -14,9 +11,8 @@ from redis.asyncio import Redis
 from processors.delivery import Delivery, Position, classify_delivery
 from streams.dedupe import FirstSeenIndex
 from streams.metrics import PipelineMetrics
-from streams.worker_process import free_port
 from tests.events import purchase, record
-from tests.support import CI, eventually, publish
+from tests.support import eventually, publish
 
 pytestmark = pytest.mark.integration
 
@@ -57,46 +53,6 @@ def test_marks_expire(settings):
     asyncio.run(first_seen.mark([("e-ttl", Position("t", 0, 1))]))
     ttl = redis.Redis.from_url(settings.redis_url).ttl(f"{settings.app_id}:t:e-ttl")
     assert 3500 < ttl <= 3600
-
-
-@pytest.fixture
-def private_redis(tmp_path):
-    """A redis-server of this test's own, so it can be stopped and started again."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if CI:
-            pytest.fail("redis-server is not installed")
-        pytest.skip("redis-server is not installed")
-    port = free_port()
-    argv = [
-        binary,
-        "--bind",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--save",
-        "",
-        "--dir",
-        str(tmp_path),
-    ]
-
-    class Server:
-        url = f"redis://127.0.0.1:{port}/0"
-        proc: subprocess.Popen[bytes] | None = None
-
-        def start(self) -> None:
-            self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
-            time.sleep(0.3)
-
-        def stop(self) -> None:
-            if self.proc:
-                self.proc.terminate()
-                self.proc.wait(10)
-
-    server = Server()
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_outage_holds_the_batch_and_catches_up(private_redis):

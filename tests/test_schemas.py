@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator, FormatChecker
 
 from schemas import (
+    CONTROL_TOPICS,
     CURRENCIES,
     INPUT_MODELS,
     INPUT_TOPICS,
@@ -40,7 +41,8 @@ from schemas import (
 )
 from schemas.codec import SCHEMA_DIR
 
-ALL_TOPICS = INPUT_TOPICS + OUTPUT_TOPICS
+DECODED_TOPICS = INPUT_TOPICS + CONTROL_TOPICS
+ALL_TOPICS = DECODED_TOPICS + OUTPUT_TOPICS
 EXAMPLES = sorted((SCHEMA_DIR / "examples").glob("*.json"))
 MAX_BYTES = 65536
 CODEC = Codec(max_event_bytes=MAX_BYTES)
@@ -142,7 +144,7 @@ def test_example_file_is_valid_for_schema_and_runtime(path: Path) -> None:
     raw = path.read_bytes()
     errors = [e.message for e in VALIDATORS[topic].iter_errors(json.loads(raw))]
     assert errors == []
-    if topic in INPUT_TOPICS:
+    if topic in DECODED_TOPICS:
         assert isinstance(CODEC.decode(topic, raw), INPUT_MODELS[topic])
     else:
         assert isinstance(msgspec.json.decode(raw, type=OUTPUT_MODELS[topic]), OUTPUT_MODELS[topic])
@@ -216,7 +218,8 @@ def test_codec_constants() -> None:
         "no_points_rate",
     )
     assert INPUT_TOPICS == ("purchases", "complaints", "referrals", "survey-responses")
-    assert set(INPUT_MODELS) == set(INPUT_TOPICS)
+    assert CONTROL_TOPICS == ("fraud-decisions", "referral-commands")
+    assert set(INPUT_MODELS) == set(DECODED_TOPICS)
     assert set(OUTPUT_MODELS) == set(OUTPUT_TOPICS)
     err = DecodeError("key_mismatch", "record has no key")
     assert isinstance(err, ValueError)
@@ -230,10 +233,15 @@ BASES = {
     "complaints": "complaints.with-order",
     "referrals": "referrals.signed-up",
     "survey-responses": "survey-responses.complaint-follow-up",
+    "fraud-decisions": "fraud-decisions.approve",
+    "referral-commands": "referral-commands.credit-referrer",
 }
 """A rich valid example per input topic; every invalid variant is derived from it."""
 
-CONDITIONALLY_REQUIRED = {"referrals": ["referee_id", "context"]}
+CONDITIONALLY_REQUIRED = {
+    "referrals": ["referee_id", "context"],
+    "referral-commands": ["points", "release_at", "order_id"],
+}
 WRONG_VALUES: dict[str, dict[str, Any]] = {
     "string": {"int": 12345, "bool": True, "object": {"a": 1}},
     "integer": {"string": "12", "float": 1.5, "bool": True},
@@ -309,7 +317,7 @@ def out_of_range(prop: dict[str, Any]) -> Iterator[tuple[str, Any]]:
 
 def invalid_cases() -> Iterator[Any]:
     """(topic, raw bytes, expected reason), systematically derived from the schemas."""
-    for topic in INPUT_TOPICS:
+    for topic in DECODED_TOPICS:
         schema = load_schema(topic)
         base = example(BASES[topic])
         for field in schema["required"] + CONDITIONALLY_REQUIRED.get(topic, []):
@@ -400,15 +408,20 @@ def test_invalid_variant_is_rejected_by_schema_and_codec(
 
 
 def valid_variants() -> Iterator[Any]:
-    for topic in INPUT_TOPICS:
+    for topic in DECODED_TOPICS:
         base = example(BASES[topic])
         extra = {**base, "future_field": {"nested": [1, 2.5, None]}, "x_flag": True}
         yield pytest.param(topic, dumps(extra), id=f"{topic}-extra-fields")
         schema = load_schema(topic)
         neutral = example("referrals.invited") if topic == "referrals" else base
         neutral = {**neutral, "referral_id": "ref-1"} if topic == "referrals" else neutral
+        if topic == "referral-commands":  # a command whose only conditional field is order_id
+            neutral = example("referral-commands.cancel-referrer")
         for name in schema["properties"]:
-            if name not in schema["required"]:
+            if name not in schema["required"] and (topic, name) != (
+                "referral-commands",
+                "order_id",
+            ):
                 yield pytest.param(topic, dumps({**neutral, name: None}), id=f"{topic}-null-{name}")
                 doc = without(neutral, name)
                 yield pytest.param(topic, dumps(doc), id=f"{topic}-absent-{name}")
@@ -551,7 +564,7 @@ JSON_VALUES = st.recursive(
     ),
     max_leaves=6,
 )
-FIELD_PATHS = [(topic, path) for topic in INPUT_TOPICS for path, _ in field_specs(topic)]
+FIELD_PATHS = [(topic, path) for topic in DECODED_TOPICS for path, _ in field_specs(topic)]
 
 
 @settings(

@@ -1,0 +1,39 @@
+"""What an account remembers about referrals: the one that brought the customer, and grants."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Referee:
+    """The referral that brought a customer: who referred them, and how far it got."""
+
+    referral_key: str
+    referrer_id: str
+    signup_event_id: str
+    signed_up_at: datetime
+    decision: str
+    """The strictest fraud decision so far: approve, review or reject."""
+    status: str
+    """attributed, converted, held (converted, awaiting review), cancelled or rejected."""
+    alert_id: str
+    referral_code: str | None = None
+    referral_id: str | None = None
+    order_id: str | None = None
+    """The qualifying order, once the referee converted."""
+    converted_at: datetime | None = None
+    conversion_event_id: str | None = None
+    decision_event_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """A referral reward for a referrer: credited or capped (counted against caps if credited)."""
+
+    referral_key: str
+    at: datetime
+    points: int
+    status: str
+    """credited, capped or cancelled."""

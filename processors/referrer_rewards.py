@@ -1,0 +1,78 @@
+"""The referrer's side of referral rewards: credits under rolling caps, and cancellations (pure).
+
+The referee's partition sends `credit_referrer` and `cancel_referrer` commands (keyed by the
+referrer, so in order); each is idempotent per referral (`Account.grants`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from processors.points import Account
+from processors.referral_records import command_outcome
+from processors.referral_state import Grant
+from processors.referrals import (
+    Cap,
+    ReferralPolicy,
+    Step,
+    credit_points,
+    referral_order_id,
+    reverse_all,
+)
+from schemas.models import ReferralCommand
+
+
+def credit_referrer(account: Account, cmd: ReferralCommand, policy: ReferralPolicy) -> Step:
+    """A referrer's reward: credited as pending points, or recorded as capped."""
+    if any(grant.referral_key == cmd.referral_key for grant in account.grants):
+        return Step(account)
+    points, at = cmd.points or 0, cmd.occurred_at
+    over = _cap_exceeded(account.grants, at, points, policy.caps)
+    if over is not None:
+        grant = Grant(cmd.referral_key, at, points, "capped")
+        reward = command_outcome(cmd, "capped", over, role="referrer", points=points)
+        return Step(replace(account, grants=(*account.grants, grant)), rewards=(reward,))
+    order_id = referral_order_id(cmd.referral_key, "referrer")
+    account, entries = credit_points(
+        account, order_id, cmd.event_id, points, at, cmd.release_at or at
+    )
+    grant = Grant(cmd.referral_key, at, points, "credited")
+    reward = command_outcome(cmd, "credited", None, role="referrer", points=points)
+    return Step(replace(account, grants=(*account.grants, grant)), entries, rewards=(reward,))
+
+
+def _cap_exceeded(
+    grants: tuple[Grant, ...], at: datetime, points: int, caps: tuple[Cap, ...]
+) -> str | None:
+    """The reason a new reward at `at` would break a cap, or None."""
+    for cap in caps:
+        inside = [g for g in grants if g.status == "credited" and at - cap.period < g.at <= at]
+        if len(inside) + 1 > cap.max_count:
+            return f"cap_count_{cap.period.days}d"
+        if sum(g.points for g in inside) + points > cap.max_points:
+            return f"cap_points_{cap.period.days}d"
+    return None
+
+
+def cancel_referrer(account: Account, cmd: ReferralCommand) -> Step:
+    """The referee's qualifying order was refunded inside the hold: take the referrer's back."""
+    grant = next((g for g in account.grants if g.referral_key == cmd.referral_key), None)
+    if grant is None or grant.status != "credited":
+        return Step(account)
+    step = reverse_all(account, referral_order_id(cmd.referral_key, "referrer"), cmd)
+    grants = tuple(
+        replace(g, status="cancelled") if g.referral_key == cmd.referral_key else g
+        for g in step.account.grants
+    )
+    reward = command_outcome(
+        cmd, "cancelled", "qualifying_order_refunded", role="referrer", points=0
+    )
+    return replace(step, account=replace(step.account, grants=grants), rewards=(reward,))
+
+
+def prune_grants(account: Account, now: datetime, policy: ReferralPolicy) -> Account:
+    """Forget referrer grants older than the longest cap period: they can no longer count."""
+    longest = max((cap.period for cap in policy.caps), default=timedelta(0))
+    kept = tuple(g for g in account.grants if g.at > now - longest)
+    return account if len(kept) == len(account.grants) else replace(account, grants=kept)
