@@ -9,8 +9,8 @@ workers. It stores no personal data: every email, IP, address and payment finger
 - `<app>:ref:by:<customer>`     set: the customers who referred this one; `identity_ttl`
 - `<app>:fraud:rejected:<id>`   string: this customer was rejected for fraud; `identity_ttl`
 
-Every read for a batch goes in one pipeline; writes are idempotent (same members, same scores), so
-a redelivered batch leaves the index as it was. An unreachable Redis holds the batch (RedisRetry).
+A batch's reads and writes go in one script call (`identity_lua.py`); writes are idempotent (same
+members, same scores), so a redelivered batch leaves the index as it was. An unreachable Redis holds the batch (RedisRetry).
 """
 
 from __future__ import annotations
@@ -20,42 +20,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 
 from processors.fraud import FraudFacts, FraudPolicy, SharedSignal
 from processors.identity import email_domain, identity_signals, is_disposable, keyed_hash
 from processors.referrals import ConversionCheck
 from schemas.models import Context, Referral
+from streams.identity_lua import FACTS_SCRIPT, RECORD_SCRIPT
 from streams.redis_retry import RedisRetry
 
 SHARED_KINDS = ("email", "device", "payment", "address", "ip_ua")
 VELOCITY = (("referrer", None), ("ip", "ip"), ("device", "device"))
-
-# Walk up "who referred whom" from the referrer; finding the referee closes a cycle. Returns the
-# cycle as customer ids (referee, ..., referrer, referee), or an empty list.
-RING_SCRIPT = """
-local prefix, referrer, referee, depth = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-local parent = {[referrer] = false}
-local frontier = {referrer}
-for _ = 1, depth - 1 do
-  local nxt = {}
-  for _, node in ipairs(frontier) do
-    for _, up in ipairs(redis.call('SMEMBERS', prefix .. node)) do
-      if up == referee then
-        local path = {referee, node}
-        local cur = parent[node]
-        while cur do table.insert(path, cur); cur = parent[cur] end
-        table.insert(path, referee)
-        return path
-      end
-      if parent[up] == nil then parent[up] = node; table.insert(nxt, up) end
-    end
-  end
-  frontier = nxt
-end
-return {}
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +62,8 @@ class IdentityIndex:
         self._ttl_s = int(ttl.total_seconds())
         self._policy = policy
         self._retry = retry
-        self._ring = redis.register_script(RING_SCRIPT)
+        self._facts_script = redis.register_script(FACTS_SCRIPT)
+        self._record_script = redis.register_script(RECORD_SCRIPT)
 
     async def signup_facts(self, signups: Sequence[Referral]) -> list[FraudFacts]:
         """Facts for each sign-up, then record its referee, edge and velocity (one round trip)."""
@@ -121,128 +98,97 @@ class IdentityIndex:
             disposable=bool(email and is_disposable(email)),
         )
 
-    async def _signup_facts(self, signups: Sequence[Referral]) -> list[FraudFacts]:
-        pipe = self._redis.pipeline(transaction=False)
-        plans = []
-        for signup in signups:
-            assert signup.referee_id is not None
-            hashed = self._hash(signup.context)
-            at = signup.occurred_at.timestamp()
-            self._queue_shared(pipe, hashed, signup.referrer_id)
-            self._queue_rejected(pipe, signup.referrer_id, signup.referee_id)
-            await self._ring(
-                args=[f"{self._ns}:ref:by:", signup.referrer_id, signup.referee_id,
-                      self._policy.ring_depth],
-                client=pipe,
-            )  # fmt: skip
-            velocity = self._queue_velocity(pipe, signup, hashed, at)
-            self._queue_record(pipe, signup.referee_id, hashed, at)
-            edge = f"{self._ns}:ref:by:{signup.referee_id}"
-            pipe.sadd(edge, signup.referrer_id)
-            pipe.expire(edge, self._ttl_s)
-            plans.append((signup, hashed, velocity))
-        replies = list(await pipe.execute())
-        return [self._signup_fact(replies, *plan) for plan in plans]
+    def _spec(
+        self,
+        referrer: str,
+        referee: str,
+        event_id: str,
+        at: float,
+        hashed: _Hashed,
+        *,
+        signup: bool,
+    ) -> dict[str, Any]:
+        velocity = [
+            [who, referrer if kind is None else hashed.signals[kind]]
+            for who, kind in VELOCITY
+            if kind is None or kind in hashed.signals
+        ]
+        return {
+            "referrer": referrer, "referee": referee, "event_id": event_id, "at": int(at),
+            "signals": hashed.signals, "check": [k for k in SHARED_KINDS if k in hashed.signals],
+            "ring": signup, "velocity": velocity if signup else [], "record": signup,
+        }  # fmt: skip
 
-    def _signup_fact(
-        self, replies: list[Any], signup: Referral, hashed: _Hashed, velocity: list[str]
-    ) -> FraudFacts:
-        """Take this sign-up's replies off the front of `replies` (in queued order)."""
-        assert signup.referee_id is not None
-        shared = self._take_shared(replies, hashed, signup.occurred_at.timestamp())
-        rejected = self._take_rejected(replies)
-        ring = tuple(_text(node) for node in replies.pop(0))
-        counts: dict[str, int] = {}
-        for who in velocity:
-            del replies[:3]  # zadd, zremrangebyscore, expire
-            counts[who] = int(replies.pop(0))
-        del replies[: 2 * len(hashed.signals) + 2]  # the referee's signals recorded, the edge
-        return FraudFacts(
-            subject="signup",
-            referrer_id=signup.referrer_id,
-            referee_id=signup.referee_id,
-            shared=shared,
-            disposable_domain=hashed.domain if hashed.disposable else None,
-            velocity=counts,
-            ring=ring,
-            rejected=rejected,
-        )
+    async def _facts(self, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        policy = self._policy
+        reply = await self._facts_script(
+            args=[self._ns, self._ttl_s, int(policy.velocity_window.total_seconds()),
+                  policy.ring_depth, orjson.dumps(specs)],
+        )  # fmt: skip
+        found: list[dict[str, Any]] = orjson.loads(reply)
+        return found
+
+    async def _signup_facts(self, signups: Sequence[Referral]) -> list[FraudFacts]:
+        hashed = [self._hash(signup.context) for signup in signups]
+        specs = [
+            self._spec(s.referrer_id, s.referee_id or "", s.event_id, s.occurred_at.timestamp(), h,
+                       signup=True)
+            for s, h in zip(signups, hashed, strict=True)
+        ]  # fmt: skip
+        found = await self._facts(specs)
+        return [
+            FraudFacts(
+                subject="signup",
+                referrer_id=signup.referrer_id,
+                referee_id=signup.referee_id or "",
+                shared=self._shared(reply, signals, signup.occurred_at.timestamp()),
+                disposable_domain=signals.domain if signals.disposable else None,
+                velocity={who: int(n) for who, n in (reply["velocity"] or {}).items()},
+                ring=tuple(reply["ring"] or ()),
+                rejected=_rejected(reply),
+            )
+            for signup, signals, reply in zip(signups, hashed, found, strict=True)
+        ]
 
     async def _conversion_facts(self, checks: Sequence[ConversionCheck]) -> list[FraudFacts]:
-        pipe = self._redis.pipeline(transaction=False)
         hashed = [self._hash(check.purchase.context) for check in checks]
-        for check, signals in zip(checks, hashed, strict=True):
-            self._queue_shared(pipe, signals, check.referral.referrer_id)
-            self._queue_rejected(pipe, check.referral.referrer_id, check.purchase.customer_id)
-        replies = list(await pipe.execute())
+        specs = [
+            self._spec(c.referral.referrer_id, c.purchase.customer_id, c.purchase.event_id,
+                       c.purchase.occurred_at.timestamp(), h, signup=False)
+            for c, h in zip(checks, hashed, strict=True)
+        ]  # fmt: skip
+        found = await self._facts(specs)
         return [
             FraudFacts(
                 subject="conversion",
                 referrer_id=check.referral.referrer_id,
                 referee_id=check.purchase.customer_id,
-                shared=self._take_shared(replies, signals, check.purchase.occurred_at.timestamp()),
-                rejected=self._take_rejected(replies),
+                shared=self._shared(reply, signals, check.purchase.occurred_at.timestamp()),
+                rejected=_rejected(reply),
             )
-            for check, signals in zip(checks, hashed, strict=True)
+            for check, signals, reply in zip(checks, hashed, found, strict=True)
         ]
 
-    def _queue_shared(self, pipe: Pipeline, hashed: _Hashed, referrer_id: str) -> None:
-        for kind in SHARED_KINDS:
-            if kind in hashed.signals:
-                pipe.zscore(self._id_key(kind, hashed.signals[kind]), referrer_id)
-
-    def _take_shared(
-        self, replies: list[Any], hashed: _Hashed, at: float
+    def _shared(
+        self, reply: dict[str, Any], hashed: _Hashed, at: float
     ) -> tuple[SharedSignal, ...]:
+        """The referee's signals the referrer was seen with (IP + agent: within the window)."""
         window = self._policy.ip_ua_window.total_seconds()
-        shared = []
-        for kind in SHARED_KINDS:
-            if kind not in hashed.signals:
-                continue
-            seen = replies.pop(0)
-            if seen is not None and (kind != "ip_ua" or abs(float(seen) - at) <= window):
-                shared.append(SharedSignal(kind, hashed.signals[kind]))
-        return tuple(shared)
-
-    def _queue_rejected(self, pipe: Pipeline, referrer_id: str, referee_id: str) -> None:
-        pipe.exists(self._rejected_key(referrer_id))
-        pipe.exists(self._rejected_key(referee_id))
-
-    @staticmethod
-    def _take_rejected(replies: list[Any]) -> tuple[str, ...]:
-        flags = (replies.pop(0), replies.pop(0))
+        seen = reply["shared"] or {}
         return tuple(
-            role for role, flag in zip(("referrer", "referee"), flags, strict=True) if flag
+            SharedSignal(kind, hashed.signals[kind])
+            for kind in SHARED_KINDS
+            if seen.get(kind) not in (None, False)
+            and (kind != "ip_ua" or abs(float(seen[kind]) - at) <= window)
         )
 
-    def _queue_velocity(
-        self, pipe: Pipeline, signup: Referral, hashed: _Hashed, at: float
-    ) -> list[str]:
-        window = self._policy.velocity_window.total_seconds()
-        counted = []
-        for who, kind in VELOCITY:
-            subject = signup.referrer_id if kind is None else hashed.signals.get(kind)
-            if subject is None:
-                continue
-            key = f"{self._ns}:vel:{who}:{subject}"
-            pipe.zadd(key, {signup.event_id: at})
-            pipe.zremrangebyscore(key, "-inf", at - 2 * window)
-            pipe.expire(key, int(2 * window) + 60)
-            pipe.zcount(key, at - window, at)
-            counted.append(who)
-        return counted
-
-    def _queue_record(self, pipe: Pipeline, customer: str, hashed: _Hashed, at: float) -> None:
-        for kind, digest in hashed.signals.items():
-            key = self._id_key(kind, digest)
-            pipe.zadd(key, {customer: at}, gt=True)
-            pipe.expire(key, self._ttl_s)
-
     async def _record(self, hashed: list[tuple[str, _Hashed, datetime]]) -> None:
-        pipe = self._redis.pipeline(transaction=False)
+        args: list[str | int] = [self._ns, self._ttl_s]
         for customer, signals, at in hashed:
-            self._queue_record(pipe, customer, signals, at.timestamp())
-        await pipe.execute()
+            for kind, digest in signals.signals.items():
+                args += [customer, int(at.timestamp()), kind, digest]
+        if len(args) > 2:
+            await self._record_script(args=args)
 
     async def _mark(self, keys: list[str]) -> None:
         pipe = self._redis.pipeline(transaction=False)
@@ -250,12 +196,11 @@ class IdentityIndex:
             pipe.set(key, 1, ex=self._ttl_s)
         await pipe.execute()
 
-    def _id_key(self, kind: str, digest: str) -> str:
-        return f"{self._ns}:id:{kind}:{digest}"
-
     def _rejected_key(self, customer: str) -> str:
         return f"{self._ns}:fraud:rejected:{customer}"
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+def _rejected(reply: dict[str, Any]) -> tuple[str, ...]:
+    """The roles the index remembers as rejected for fraud."""
+    flags = reply["rejected"]
+    return tuple(role for role, flag in zip(("referrer", "referee"), flags, strict=True) if flag)
