@@ -10,7 +10,8 @@ workers. It stores no personal data: every email, IP, address and payment finger
 - `<app>:fraud:rejected:<id>`   string: this customer was rejected for fraud; `identity_ttl`
 
 A batch's reads and writes go in one script call (`identity_lua.py`); writes are idempotent (same
-members, same scores), so a redelivered batch leaves the index as it was. An unreachable Redis holds the batch (RedisRetry).
+members, same scores), so a redelivered batch leaves the index as it was. An unreachable Redis
+holds the batch (RedisRetry).
 """
 
 from __future__ import annotations
