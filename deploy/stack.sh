@@ -103,7 +103,7 @@ start_broker() { # $1 node id, $2 number of brokers, $3 cluster id
   log4j_props "$dir/server.log" >"$dir/log4j.properties"
   if [[ ! -f "$dir/data/meta.properties" ]]; then
     "$java" -cp "$LIBS/*" -Dlog4j.configuration="file:$dir/log4j.properties" kafka.tools.StorageTool \
-      format -t "$cid" -c "$dir/server.properties" --ignore-formatted >"$dir/format.log" 2>&1 ||
+      format --cluster-id="$cid" -c "$dir/server.properties" --ignore-formatted >"$dir/format.log" 2>&1 ||
       { cat "$dir/format.log" >&2; die "formatting kafka node $id failed"; }
   fi
   : >"$dir/server.log"
@@ -143,6 +143,12 @@ start_redis() {
   die "redis not ready (see $dir/redis.log)"
 }
 
+new_cluster_id() { # like Kafka's Uuid.randomUuid(): url-safe base64, never starting with "-"
+  python3 -c 'import base64,uuid
+while (c := base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")).startswith("-"): pass
+print(c)'
+}
+
 cmd_up() {
   local n=1
   while (($#)); do
@@ -158,7 +164,7 @@ cmd_up() {
   fetch_jars
   mkdir -p "$STACK_DIR"
   echo "$n" >"$STACK_DIR/brokers"
-  [[ -f "$STACK_DIR/cluster-id" ]] || python3 -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))' >"$STACK_DIR/cluster-id"
+  [[ -f "$STACK_DIR/cluster-id" ]] || new_cluster_id >"$STACK_DIR/cluster-id"
   local cid i
   cid=$(cat "$STACK_DIR/cluster-id")
   for ((i = 1; i <= n; i++)); do start_broker "$i" "$n" "$cid"; done
