@@ -10,15 +10,18 @@ STATE="${REWARDS_STACK_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/rewards-stack}
 PORT="${REWARDS_WEB_PORT:-6066}"
 say() { printf '\033[1m[demo]\033[0m %s\n' "$*" >&2; }
 
-stop_worker() {
-  if [[ -f "$STATE/worker.pid" ]] && kill -0 "$(cat "$STATE/worker.pid")" 2>/dev/null; then
-    kill "$(cat "$STATE/worker.pid")"; say "worker stopped"
+SANDBOX_PORT="${REWARDS_SANDBOX_PORT:-18080}"
+
+stop_pid() { # $1 name
+  if [[ -f "$STATE/$1.pid" ]] && kill -0 "$(cat "$STATE/$1.pid")" 2>/dev/null; then
+    kill "$(cat "$STATE/$1.pid")"; say "$1 stopped"
   fi
-  rm -f "$STATE/worker.pid"
+  rm -f "$STATE/$1.pid"
 }
 
 if [[ "${1:-}" == stop ]]; then
-  stop_worker
+  stop_pid worker
+  stop_pid giftcard-sandbox
   bash deploy/stack.sh down
   exit 0
 fi
@@ -31,7 +34,7 @@ if [[ "${REWARDS_DEMO_DOCKER:-auto}" != no ]] && docker info >/dev/null 2>&1 &&
   docker compose up --build -d
   docker compose run --rm demo rewards demo --events "$EVENTS" --rate "$RATE" --seed "$(date +%s)"
   docker compose exec worker rewards status
-  echo "Grafana: http://localhost:3000 (dashboard 'Rewards pipeline'); stop: docker compose down -v"
+  echo "Grafana: http://localhost:3000 (dashboards 'Rewards & advocacy', 'Rewards pipeline'); stop: docker compose down -v"
   exit 0
 fi
 
@@ -44,7 +47,24 @@ mkdir -p "$STATE"
 # The HMAC key for emails, IPs, addresses and card fingerprints: one per demo stack, kept with it.
 [[ -s "$STATE/pii-hash-key" ]] || (umask 077 && head -c 32 /dev/urandom | base64 >"$STATE/pii-hash-key")
 export REWARDS_PII_HASH_KEY="${REWARDS_PII_HASH_KEY:-$(cat "$STATE/pii-hash-key")}"
+# The gift-card provider: the sandbox in this repo, with an API key of its own (never logged).
+[[ -s "$STATE/gift-card-api-key" ]] || (umask 077 && echo "sk_demo_$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$STATE/gift-card-api-key")
+export REWARDS_GIFT_CARD_API_KEY="${REWARDS_GIFT_CARD_API_KEY:-$(cat "$STATE/gift-card-api-key")}"
+export REWARDS_GIFT_CARD_PROVIDER_URL="${REWARDS_GIFT_CARD_PROVIDER_URL:-http://127.0.0.1:$SANDBOX_PORT}"
 rewards topics >/dev/null
+
+mkdir -p "$STATE"
+if [[ -f "$STATE/giftcard-sandbox.pid" ]] && kill -0 "$(cat "$STATE/giftcard-sandbox.pid")" 2>/dev/null; then
+  say "gift-card sandbox already running (pid $(cat "$STATE/giftcard-sandbox.pid"))"
+else
+  nohup rewards sandbox-provider --port "$SANDBOX_PORT" >"$STATE/giftcard-sandbox.log" 2>&1 &
+  echo $! >"$STATE/giftcard-sandbox.pid"
+  for _ in $(seq 1 100); do
+    curl -fs "http://127.0.0.1:$SANDBOX_PORT/healthz" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  say "gift-card sandbox on http://127.0.0.1:$SANDBOX_PORT (orders: curl http://127.0.0.1:$SANDBOX_PORT/sandbox/orders)"
+fi
 
 mkdir -p "$STATE"
 if [[ -f "$STATE/worker.pid" ]] && kill -0 "$(cat "$STATE/worker.pid")" 2>/dev/null; then
@@ -80,6 +100,7 @@ cat <<MSG
 
 The worker keeps running: metrics at http://127.0.0.1:$PORT/metrics, log at $STATE/worker.log.
 A customer's points:      curl http://127.0.0.1:$PORT/points/cust-00001
+Gift cards ordered:       curl http://127.0.0.1:$SANDBOX_PORT/sandbox/orders
 Publish your own events:  .venv/bin/rewards publish --topic purchases my-events.jsonl
 Stop everything:          bash deploy/demo.sh stop
 MSG

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
+from processors.advocacy_state import InviteFact, SurveyFact
+from processors.compensation_state import ComplaintRecord
 from processors.ids import stable_id
 from processors.referral_state import Grant, Referee
 
@@ -86,6 +88,12 @@ class Account:
     """The referral that brought this customer, if any (they are its referee)."""
     grants: tuple[Grant, ...] = ()
     """Referral rewards this customer earned as a referrer, within the longest cap period."""
+    complaints: Mapping[str, ComplaintRecord] = field(default_factory=dict)
+    """Every complaint decided for this customer, by complaint id (compensation limits)."""
+    surveys: tuple[SurveyFact, ...] = ()
+    """Survey answers within the longest advocacy window."""
+    invites: tuple[InviteFact, ...] = ()
+    """Invitations this customer sent within the longest advocacy window."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +159,9 @@ def entry_for(  # noqa: PLR0917 - one balance change, all of it needed
         account.orphan_refunds,
         account.referral,
         account.grants,
+        account.complaints,
+        account.surveys,
+        account.invites,
     )
     entry = LedgerEntry(
         entry_id=stable_id("le", kind, account.customer_id, order, event_id),
@@ -179,6 +190,9 @@ def with_order(account: Account, order: Order) -> Account:
         account.orphan_refunds,
         account.referral,
         account.grants,
+        account.complaints,
+        account.surveys,
+        account.invites,
     )
 
 

@@ -9,6 +9,7 @@ KEY_FIELDS: dict[str, str] = {
     "survey-responses": "customer_id",
     "fraud-decisions": "referee_id",
     "referral-commands": "customer_id",
+    "gift-card-orders": "customer_id",
 }
 """Topic (base name) -> the event field that must equal the Kafka key, so that per-customer
 state stays on one partition."""

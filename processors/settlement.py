@@ -12,6 +12,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeAlias
 
+from processors.advocacy import (
+    AdvocacyPolicy,
+    follow_up,
+    prune_advocacy,
+    record_invite,
+    record_survey,
+)
+from processors.compensation import BudgetRequest, Care, CompensationPolicy, assess
 from processors.ids import stable_id
 from processors.points import (
     Account,
@@ -35,8 +43,16 @@ from processors.referrals import (
     decide,
 )
 from processors.referrer_rewards import cancel_referrer, credit_referrer, prune_grants
-from schemas.models import FraudDecision, Purchase, ReferralCommand
-from schemas.outputs import ReferralReward
+from schemas.models import (
+    Complaint,
+    FraudDecision,
+    GiftCardOrder,
+    Purchase,
+    Referral,
+    ReferralCommand,
+    SurveyResponse,
+)
+from schemas.outputs import CompensationDecision, ReferralReward
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,18 +93,28 @@ class Settlement:
     fraud_rejected: tuple[str, ...] = ()
     checks: tuple[ConversionCheck, ...] = ()
     """Conversions waiting for a fraud verdict: settle again with `verdicts` for them."""
+    decisions: tuple[CompensationDecision, ...] = ()
+    orders: tuple[GiftCardOrder, ...] = ()
+    """Gift cards granted, for the fulfilment agent to order from the provider."""
+    budget_requests: tuple[BudgetRequest, ...] = ()
+    """Compensations waiting for a budget reservation: settle again with `grants` for them."""
 
 
-Event: TypeAlias = Purchase | ReferralCommand | FraudDecision
-"""What settles against an account: purchases and refunds, referral steps, operator decisions."""
+Event: TypeAlias = (
+    Purchase | ReferralCommand | FraudDecision | Complaint | SurveyResponse | Referral
+)
+"""What settles against an account: purchases and refunds, referral steps, operator decisions,
+complaints, survey answers and the invitations a customer sent (`invited` referrals)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Policies:
-    """Points and referral configuration."""
+    """Points, referral, compensation and advocacy configuration."""
 
     points: PointsPolicy
     referrals: ReferralPolicy = field(default_factory=ReferralPolicy)
+    compensation: CompensationPolicy = field(default_factory=CompensationPolicy)
+    advocacy: AdvocacyPolicy = field(default_factory=AdvocacyPolicy)
 
 
 def settle(
@@ -97,37 +123,69 @@ def settle(
     now: datetime,
     policy: PointsPolicy | Policies,
     verdicts: Mapping[str, str] | None = None,
+    *,
+    grants: Mapping[str, str] | None = None,
 ) -> Settlement:
     """Apply a customer's events (in offset order) and every release due by `now`.
 
-    Each event is idempotent on its own (an order, refund or referral step already recorded changes
-    nothing), so a replayed or redelivered event settles to the same account and the same ids.
-    `verdicts` maps a converting purchase's event id to its fraud decision; a conversion without
-    one stops the referral there and is listed in `checks`.
+    Each event is idempotent on its own (an order, refund, referral step or complaint already
+    recorded changes nothing), so a replayed or redelivered event settles to the same account and
+    the same ids. `verdicts` maps a converting purchase's event id to its fraud decision; a
+    conversion without one stops the referral there and is listed in `checks`. `grants` maps a
+    complaint's event id to its budget reservation's answer; a compensation without one is listed
+    in `budget_requests`.
     """
     policies = policy if isinstance(policy, Policies) else Policies(policy)
-    steps: list[Outcome | Step] = [release_due(account, now)]
+    steps: list[Outcome | Step | Care] = [release_due(account, now)]
     rejections: list[Rejection] = []
     for event in events:
-        outcome, step = _apply(steps[-1].account, event, policies, verdicts or {})
-        if isinstance(outcome, Outcome) and outcome.rejection is not None:
-            rejections.append(Rejection(event.event_id, "no_points_rate", outcome.rejection))
-        steps.extend(s for s in (outcome, step) if s is not None)
+        taken = _steps(steps[-1].account, event, policies, now, verdicts or {}, grants or {})
+        rejections += [
+            Rejection(event.event_id, "no_points_rate", step.rejection)
+            for step in taken
+            if isinstance(step, Outcome) and step.rejection is not None
+        ]
+        steps += taken
     steps.append(release_due(steps[-1].account, now))
-    entries = tuple(entry for step in steps for entry in step.entries)
+    entries = tuple(e for step in steps if not isinstance(step, Care) for e in step.entries)
     referral = [step for step in steps if isinstance(step, Step)]
-    final = prune(steps[-1].account, now, policies.points)
+    care = [step for step in steps if isinstance(step, Care)]
+    final = prune_grants(prune(steps[-1].account, now, policies.points), now, policies.referrals)
+    final = follow_up(prune_advocacy(final, now, policies.advocacy), policies.advocacy)
     return Settlement(
-        account=prune_grants(final, now, policies.referrals),
+        account=final,
         entries=entries,
         credits=tuple(credits_for(entries)),
-        anomalies=tuple(anomaly for step in steps for anomaly in step.anomalies),
+        anomalies=tuple(a for step in steps if not isinstance(step, Care) for a in step.anomalies),
         rejections=tuple(rejections),
         commands=tuple(c for step in referral for c in step.commands),
         referral_rewards=tuple(r for step in referral for r in step.rewards),
         fraud_rejected=tuple(c for step in referral for c in step.rejected),
         checks=tuple(step.check for step in referral if step.check is not None),
+        decisions=tuple(step.decision for step in care if step.decision is not None),
+        orders=tuple(step.order for step in care if step.order is not None),
+        budget_requests=tuple(step.request for step in care if step.request is not None),
     )
+
+
+def _steps(  # noqa: PLR0917 - the settle loop's state, all of it needed
+    account: Account,
+    event: Event,
+    policies: Policies,
+    now: datetime,
+    verdicts: Mapping[str, str],
+    grants: Mapping[str, str],
+) -> list[Outcome | Step | Care]:
+    """What one event does to the account (a survey or an invitation is only remembered)."""
+    if isinstance(event, Complaint):
+        grant = grants.get(event.event_id)
+        return [assess(account, event, policies.compensation, now, grant)]
+    if isinstance(event, SurveyResponse):
+        return [Outcome(record_survey(account, event, policies.advocacy))]
+    if isinstance(event, Referral):
+        return [Outcome(record_invite(account, event, policies.advocacy))]
+    outcome, step = _apply(account, event, policies, verdicts)
+    return [outcome] if step is None else [outcome, step]
 
 
 def _command(
@@ -141,7 +199,10 @@ def _command(
 
 
 def _apply(
-    account: Account, event: Event, policies: Policies, verdicts: Mapping[str, str]
+    account: Account,
+    event: Purchase | ReferralCommand | FraudDecision,
+    policies: Policies,
+    verdicts: Mapping[str, str],
 ) -> tuple[Outcome | Step, Step | None]:
     referrals = policies.referrals
     if isinstance(event, FraudDecision):

@@ -3,6 +3,7 @@
 from schemas.codec import (
     CONTROL_TOPICS,
     CURRENCIES,
+    FULFILMENT_TOPICS,
     INPUT_TOPICS,
     OUTPUT_TOPICS,
     REASONS,
@@ -17,6 +18,7 @@ from schemas.models import (
     Complaint,
     Context,
     FraudDecision,
+    GiftCardOrder,
     InputEvent,
     Purchase,
     Referral,
@@ -26,6 +28,7 @@ from schemas.models import (
 )
 from schemas.outputs import (
     OUTPUT_MODELS,
+    CompensationDecision,
     DeadLetter,
     DeadLetterSource,
     FraudAlert,
@@ -42,12 +45,14 @@ from schemas.outputs import (
 __all__ = [
     "CONTROL_TOPICS",
     "CURRENCIES",
+    "FULFILMENT_TOPICS",
     "INPUT_MODELS",
     "INPUT_TOPICS",
     "OUTPUT_MODELS",
     "OUTPUT_TOPICS",
     "REASONS",
     "Codec",
+    "CompensationDecision",
     "Complaint",
     "Context",
     "DeadLetter",
@@ -58,6 +63,7 @@ __all__ = [
     "FraudRuleHit",
     "FraudThresholds",
     "GiftCard",
+    "GiftCardOrder",
     "InputEvent",
     "OutputEvent",
     "PointsAnomaly",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
+from datetime import datetime
 from functools import cache
 from typing import Any, Final
 
@@ -22,15 +23,22 @@ REASONS: Final = (
     "key_mismatch",
     "unknown_topic",
     "no_points_rate",
+    "provider_rejected",
+    "provider_unavailable",
 )
 """The dead-letter reasons this package produces (consumers must accept others too)."""
 
 INPUT_TOPICS: Final = ("purchases", "complaints", "referrals", "survey-responses")
 """Input topics by base name (without any deployment prefix)."""
 
-CONTROL_TOPICS: Final = ("fraud-decisions", "referral-commands")
-"""Topics workers consume that are not upstream business inputs: operators' review decisions, and
-referral steps one worker sends to the partition that owns another customer (internal)."""
+CONTROL_TOPICS: Final = ("fraud-decisions", "referral-commands", "gift-card-orders")
+"""Topics workers consume that are not upstream business inputs: operators' review decisions,
+referral steps one worker sends to the partition that owns another customer, and granted gift
+cards waiting for the provider (both internal)."""
+
+FULFILMENT_TOPICS: Final = ("gift-card-orders",)
+"""Control topics consumed by their own agent, so that a slow provider never holds the ingest
+agent's batches."""
 
 OUTPUT_TOPICS: Final = (
     "rewards-issued",
@@ -39,6 +47,7 @@ OUTPUT_TOPICS: Final = (
     "points-ledger",
     "points-anomalies",
     "referral-rewards",
+    "compensation-decisions",
 )
 """Output topics by base name."""
 
@@ -138,12 +147,20 @@ class Codec:
         return event
 
 
+_LEAVES: Final = frozenset({str, int, float, bool, datetime})
+"""Types `_plain` hands to orjson as they are (the common case, checked first)."""
+
+
 def _plain(value: Any) -> Any:
     """A dataclass as a dict without its None fields, recursively; other values as they are."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    kind: type = type(value)
+    if kind in _LEAVES:
+        return value
+    names = _field_names(kind)
+    if names is not None:
         return {
-            name: _plain(item)
-            for name in _field_names(type(value))
+            name: item if type(item) in _LEAVES else _plain(item)
+            for name in names
             if (item := getattr(value, name)) is not None
         }
     if isinstance(value, tuple | list):
@@ -152,7 +169,10 @@ def _plain(value: Any) -> Any:
 
 
 @cache
-def _field_names(cls: type) -> tuple[str, ...]:
+def _field_names(cls: type) -> tuple[str, ...] | None:
+    """A dataclass's field names (None for any other type); once per type."""
+    if not dataclasses.is_dataclass(cls):
+        return None
     return tuple(field.name for field in dataclasses.fields(cls))
 
 

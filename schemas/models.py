@@ -182,8 +182,33 @@ class ReferralCommand:
                 )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GiftCardOrder:
+    """`gift-card-orders` (internal), keyed by customer_id: a granted gift card to order from the
+    provider, with the idempotency key every attempt reuses."""
+
+    event_id: Id
+    occurred_at: Timestamp
+    """When the compensation was decided."""
+    customer_id: Id
+    complaint_id: Id
+    reward_id: Id
+    idempotency_key: Id
+    amount_cents: Annotated[int, Meta(gt=0, le=MAX_SAFE_INT)]
+    currency: Currency
+    tier: Annotated[str, Meta(min_length=1, max_length=64)]
+    source_event_id: Id
+    complained_at: Timestamp
+
+
 InputEvent: TypeAlias = (
-    Purchase | Complaint | Referral | SurveyResponse | FraudDecision | ReferralCommand
+    Purchase
+    | Complaint
+    | Referral
+    | SurveyResponse
+    | FraudDecision
+    | ReferralCommand
+    | GiftCardOrder
 )
 """Any decoded input or control event."""
 
@@ -194,5 +219,6 @@ INPUT_MODELS: dict[str, type[InputEvent]] = {
     "survey-responses": SurveyResponse,
     "fraud-decisions": FraudDecision,
     "referral-commands": ReferralCommand,
+    "gift-card-orders": GiftCardOrder,
 }
 """Input and control topic (base name) -> its model."""

@@ -1,5 +1,5 @@
 """Typed v1 output events (rewards-issued, fraud-alerts, dead-letter, points-ledger,
-points-anomalies, referral-rewards) for `codec.encode`."""
+points-anomalies, referral-rewards, compensation-decisions) for `codec.encode`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated, Literal, TypeAlias
 
 from msgspec import Meta
 
-from schemas.models import Cents, Currency, Decision, Id, ReferralCode, Timestamp
+from schemas.models import Cents, Currency, Decision, Id, ReferralCode, Severity, Timestamp
 
 PositivePoints: TypeAlias = Annotated[int, Meta(gt=0, le=2**53 - 1)]
 ShortText: TypeAlias = Annotated[str, Meta(min_length=1, max_length=64)]
@@ -175,8 +175,40 @@ class ReferralReward:
     reason: ShortText | None = None
 
 
+CompensationOutcome: TypeAlias = Literal["gift_card", "discount", "none", "blocked"]
+CompensationArm: TypeAlias = Literal["gift_card", "discount", "none"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CompensationDecision:
+    """`compensation-decisions`, keyed by customer_id: what was decided for one complaint event,
+    including every limit that said no."""
+
+    decision_id: Id
+    customer_id: Id
+    complaint_id: Id
+    source_event_id: Id
+    complained_at: Timestamp
+    decided_at: Timestamp
+    outcome: CompensationOutcome
+    reason: ShortText
+    arm: CompensationArm
+    severity: Severity
+    category: Annotated[str, Meta(min_length=1, max_length=64)]
+    tier: ShortText | None = None
+    amount_cents: Annotated[int, Meta(gt=0, le=2**53 - 1)] | None = None
+    currency: Currency | None = None
+    reward_id: Id | None = None
+
+
 OutputEvent: TypeAlias = (
-    RewardIssued | FraudAlert | DeadLetter | PointsLedgerEntry | PointsAnomaly | ReferralReward
+    RewardIssued
+    | FraudAlert
+    | DeadLetter
+    | PointsLedgerEntry
+    | PointsAnomaly
+    | ReferralReward
+    | CompensationDecision
 )
 """Any output event."""
 
@@ -187,5 +219,6 @@ OUTPUT_MODELS: dict[str, type[OutputEvent]] = {
     "points-ledger": PointsLedgerEntry,
     "points-anomalies": PointsAnomaly,
     "referral-rewards": ReferralReward,
+    "compensation-decisions": CompensationDecision,
 }
 """Output topic -> its model."""

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 import faust
 from faust.types import StreamT
 
+from schemas.codec import FULFILMENT_TOPICS
 from streams.ingest import Admitted, Gate, Rejected
 from streams.settings import CONTROL_TOPICS, INPUT_TOPICS, Settings
 
@@ -16,15 +17,19 @@ Agent = Callable[[StreamT[bytes]], Awaitable[None]]
 
 
 async def accept(admitted: Sequence[Admitted]) -> Sequence[Rejected]:
-    """Topics without a processor yet (referrals, compensation, metrics): admitted, counted."""
+    """Topics without a handler of their own: admitted and counted."""
     return ()
 
 
-def input_topics(app: faust.App, settings: Settings) -> faust.TopicT:
-    """All input and control topics as one raw-bytes channel (co-partitioned: partition p of each
-    is the same customers); the codec, not Faust, decodes and validates."""
+INGEST_TOPICS = tuple(t for t in INPUT_TOPICS + CONTROL_TOPICS if t not in FULFILMENT_TOPICS)
+"""What the ingest agent reads: every input and control topic but the fulfilment agent's."""
+
+
+def subscribed(app: faust.App, settings: Settings, bases: Sequence[str]) -> faust.TopicT:
+    """Topics as one raw-bytes channel (co-partitioned: partition p of each is the same
+    customers); the codec, not Faust, decodes and validates."""
     return app.topic(
-        *(settings.topic(base) for base in INPUT_TOPICS + CONTROL_TOPICS),
+        *(settings.topic(base) for base in bases),
         key_serializer="raw",
         value_serializer="raw",
         partitions=settings.partitions,
@@ -55,4 +60,12 @@ def register_ingest_agent(
 ) -> None:
     """One agent over every input topic (measured faster than one agent per topic)."""
     agent = ingest_agent(gate, handlers, settings)
-    app.agent(input_topics(app, settings), name="ingest-events")(agent)
+    app.agent(subscribed(app, settings, INGEST_TOPICS), name="ingest-events")(agent)
+
+
+def register_fulfilment_agent(
+    app: faust.App, settings: Settings, gate: Gate, handler: Handler
+) -> None:
+    """An agent of its own for gift-card orders: a slow provider holds only these batches."""
+    agent = ingest_agent(gate, dict.fromkeys(FULFILMENT_TOPICS, handler), settings)
+    app.agent(subscribed(app, settings, FULFILMENT_TOPICS), name="fulfil-gift-cards")(agent)

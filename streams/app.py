@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 
 import faust
 from faust.types import TP
@@ -10,13 +11,17 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from schemas.codec import REASONS, Codec
-from streams.agents import register_ingest_agent
+from schemas.models import Referral
+from streams.agents import Handler, register_fulfilment_agent, register_ingest_agent
+from streams.compensation_app import build_fulfilment
+from streams.compensation_metrics import CompensationMetrics
 from streams.dead_letter import DeadLetterSink
 from streams.dedupe import FirstSeenIndex, seen_namespace
-from streams.ingest import Gate
+from streams.ingest import Admitted, Gate, Rejected
 from streams.metrics import PipelineMetrics, serve_metrics
 from streams.points import Clock
 from streams.points_app import build_points_ledger, wall_clock
+from streams.referral_intake import ReferralIntake
 from streams.settings import CONTROL_TOPICS, INPUT_TOPICS, Settings
 from streams.tuning import limit_fetch_wait
 
@@ -51,19 +56,43 @@ def create_app(settings: Settings, clock: Clock = wall_clock) -> faust.App:
     metrics.prime(INPUT_TOPICS + CONTROL_TOPICS, REASONS)
     redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
     gate = build_gate(app, settings, metrics, redis)
+    care_metrics = CompensationMetrics.create(registry)
     ledger, intake = build_points_ledger(
-        app, settings, registry=registry, pipeline_metrics=metrics, redis=redis, clock=clock
+        app,
+        settings,
+        registry=registry,
+        pipeline_metrics=metrics,
+        redis=redis,
+        care_metrics=care_metrics,
+        clock=clock,
     )
     accounts = ledger.settle_customer_events  # one call per batch for all of a customer's events
     handlers = {
         "purchases": accounts,
+        "complaints": accounts,
+        "survey-responses": accounts,
         "referral-commands": accounts,
         "fraud-decisions": accounts,
-        "referrals": intake.score_signups,
+        "referrals": referrals_handler(intake, accounts),
     }
     register_ingest_agent(app, settings, gate, handlers)
+    fulfilment = build_fulfilment(app, settings, redis, care_metrics, metrics)
+    register_fulfilment_agent(app, settings, gate, fulfilment.fulfil_orders)
     register_lag_timer(app, settings, gate, metrics)
     return app
+
+
+def referrals_handler(intake: ReferralIntake, accounts: Handler) -> Handler:
+    """Sign-ups are scored on the referrer's partition; invitations join the referrer's account."""
+
+    async def handle_referrals(admitted: Sequence[Admitted]) -> Sequence[Rejected]:
+        """Score and forward the sign-ups, remember the invitations."""
+        invites = [
+            a for a in admitted if isinstance(a.event, Referral) and a.event.type == "invited"
+        ]
+        return [*await intake.score_signups(admitted), *await accounts(invites)]
+
+    return handle_referrals
 
 
 def build_gate(app: faust.App, settings: Settings, metrics: PipelineMetrics, redis: Redis) -> Gate:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import random
 import secrets
 import tempfile
@@ -14,19 +13,30 @@ from pathlib import Path
 from typing import Literal
 
 import orjson
-from confluent_kafka import Consumer
 from pydantic import SecretStr
 
-from schemas.codec import Codec, DecodeError
+from streams.bench_complaints import (
+    catch_up,
+    complaint_stream,
+    paced_latency,
+    sandbox,
+    with_provider,
+)
+from streams.bench_harness import (
+    SETTLE_S,
+    baseline_consume,
+    codec_rate,
+    latency_buckets,
+    publish_all,
+    quantile,
+    scrape_cost,
+    wait_consumed,
+)
 from streams.housekeeping import purge
-from streams.kafka_io import ensure_topics, fast_producer, produce
-from streams.publish import paced
-from streams.settings import INPUT_TOPICS, Settings, settings_env
+from streams.kafka_io import ensure_topics
+from streams.settings import Settings, settings_env
 from streams.simulator import ShopSimulator, SimEvent
 from streams.worker_process import WorkerProcess, free_port
-
-LATENCY = "rewards_processing_latency_seconds_bucket"
-SETTLE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -37,7 +47,7 @@ class BenchOptions:
     latency_rate: float
     latency_seconds: float
     json_path: Path | None
-    workload: Literal["shop", "purchases", "referrals"] = "shop"
+    workload: Literal["shop", "purchases", "referrals", "complaints", "advocacy"] = "shop"
     customers: int = 10_000
 
 
@@ -56,6 +66,39 @@ class BenchResult:
     latency_p50_ms: float
     latency_p99_ms: float
     worker_peak_rss_mib: float
+    scrape_bytes: int = 0
+    scrape_ms: float = 0.0
+    """/metrics after the catch-up: response size, and the median time of five scrapes."""
+
+
+def advocacy_stream(n: int, customers: int, seed: int) -> list[SimEvent]:
+    """Customers in turn, each with a purchase, then a survey answer (random score and channel,
+    a CES every other one), one in ten inviting a friend: the advocacy windows fill with
+    `customers` accounts' facts."""
+    rng = random.Random(seed)
+    now = datetime.now(UTC)
+    channels = ("email", "app", "web", "sms", None, "kiosk")
+    out: list[SimEvent] = []
+    for i in range(n):
+        customer = f"cust-{i % customers:07d}"
+        at = (now - timedelta(minutes=rng.randrange(60 * 24 * 30))).isoformat()
+        base = {"event_id": f"bench-a-{seed}-{i}", "occurred_at": at}
+        step = (i // customers) % 3
+        if step == 0:
+            body = {**base, "customer_id": customer, "type": "purchase", "order_id": f"o-{i}",
+                    "amount_cents": rng.randint(100, 20_000), "currency": "EUR"}  # fmt: skip
+            out.append(SimEvent("purchases", customer.encode(), orjson.dumps(body), "purchase"))
+        elif step == 1 or rng.random() > 0.1:
+            ces = rng.choice((None, rng.randint(1, 7)))
+            body = {**base, "customer_id": customer, "survey_id": "nps", "ces": ces,
+                    "score": rng.randint(0, 10), "channel": rng.choice(channels)}  # fmt: skip
+            out.append(
+                SimEvent("survey-responses", customer.encode(), orjson.dumps(body), "survey")
+            )
+        else:
+            body = {**base, "type": "invited", "referrer_id": customer, "referral_code": customer}
+            out.append(SimEvent("referrals", customer.encode(), orjson.dumps(body), "invited"))
+    return out
 
 
 def purchase_stream(n: int, customers: int, seed: int) -> list[SimEvent]:
@@ -124,107 +167,11 @@ def workload_events(options: BenchOptions, n: int, seed: int) -> list[SimEvent]:
         return purchase_stream(n, options.customers, seed)
     if options.workload == "referrals":
         return referral_stream(n, options.customers, seed)
+    if options.workload == "complaints":
+        return complaint_stream(n, seed)
+    if options.workload == "advocacy":
+        return advocacy_stream(n, options.customers, seed)
     return list(ShopSimulator(seed=seed, bad_event_ratio=0.002 if seed == 11 else 0.0).events(n))
-
-
-def publish_all(settings: Settings, events: list[SimEvent], rate: float = 0) -> float:
-    """Publish events (paced when `rate` > 0); returns records per second."""
-    producer = fast_producer(settings, **{"linger.ms": 2 if rate else 20})
-    for topic in {sim.topic for sim in events}:  # a cold producer holds its first records ~0.5 s
-        producer.list_topics(settings.topic(topic), timeout=10)
-    start = time.perf_counter()
-    for n, sim in enumerate(paced(events, rate)):
-        produce(producer, settings.topic(sim.topic), sim.value, sim.key)
-        if n % 500 == 0:
-            producer.poll(0)
-    producer.flush(60)
-    return len(events) / (time.perf_counter() - start)
-
-
-def baseline_consume(settings: Settings, expected: int) -> float:
-    """Plain confluent-kafka consumer with orjson decode of every record: records per second."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
-            "group.id": f"baseline-{uuid.uuid4().hex}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "fetch.max.bytes": 64 << 20,
-            "max.partition.fetch.bytes": 8 << 20,  # the 1 MiB default halves the rate
-        }
-    )
-    consumer.subscribe([settings.topic(t) for t in INPUT_TOPICS])
-    seen, start = 0, None
-    deadline = time.monotonic() + 300
-    while seen < expected and time.monotonic() < deadline:
-        batch = consumer.consume(num_messages=10_000, timeout=1.0)
-        if batch and start is None:
-            start = time.perf_counter()
-        for msg in batch:
-            if msg.error() is None:
-                seen += 1
-                with contextlib.suppress(orjson.JSONDecodeError):
-                    orjson.loads(msg.value() or b"")
-    consumer.close()
-    return seen / (time.perf_counter() - start) if start else 0.0
-
-
-def codec_rate(events: list[SimEvent]) -> float:
-    """Validating decodes per second of the same records, in process (no Kafka)."""
-    codec = Codec()
-    start = time.perf_counter()
-    for sim in events:
-        with contextlib.suppress(DecodeError):
-            codec.decode(sim.topic, sim.value)
-    return len(events) / (time.perf_counter() - start)
-
-
-def wait_consumed(
-    worker: WorkerProcess, target: float, timeout_s: float = 600
-) -> tuple[float, float]:
-    """Poll until the worker consumed `target` input records (not counting the control topics'
-    records it sends itself); returns (seconds busy, input records counted)."""
-    first: tuple[float, float] | None = None
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        consumed = sum(
-            worker.total("rewards_events_consumed_total", topic=topic) for topic in INPUT_TOPICS
-        )
-        now = time.perf_counter()
-        if consumed > 0 and first is None:
-            first = (now, consumed)
-        if consumed >= target:
-            assert first is not None
-            return max(now - first[0], 1e-9), consumed - first[1]
-        time.sleep(0.5)  # each scrape costs the worker CPU: poll gently
-    raise TimeoutError(f"worker consumed fewer than {target} records in {timeout_s}s")
-
-
-def latency_buckets(worker: WorkerProcess) -> dict[float, float]:
-    """Cumulative latency histogram buckets summed over topics."""
-    out: dict[float, float] = {}
-    for (name, labels), value in worker.samples().items():
-        if name == LATENCY:
-            le = float(dict(labels)["le"])
-            out[le] = out.get(le, 0.0) + value
-    return out
-
-
-def quantile(buckets: dict[float, float], q: float) -> float:
-    """Quantile from cumulative buckets, interpolated linearly inside a bucket (as PromQL does)."""
-    bounds = sorted(buckets)
-    total = buckets[bounds[-1]]
-    if total <= 0:
-        return float("nan")
-    rank, lower, below = q * total, 0.0, 0.0
-    for upper in bounds:
-        if buckets[upper] >= rank:
-            if upper == float("inf"):
-                return lower
-            width = buckets[upper] - below
-            return lower + (upper - lower) * ((rank - below) / width if width else 1.0)
-        lower, below = upper, buckets[upper]
-    return lower
 
 
 def measure_latency(settings: Settings, options: BenchOptions, log: Path) -> tuple[float, float]:
@@ -260,9 +207,19 @@ def isolated(base: Settings, name: str, workdir: Path) -> Settings:
 
 
 def run_bench(base: Settings, options: BenchOptions) -> int:
-    """Run every phase and print (and optionally save) the results table."""
+    """Run every phase beside a provider sandbox and print (and optionally save) the results."""
     run = uuid.uuid4().hex[:8]
     workdir = Path(tempfile.mkdtemp(prefix=f"rewards-bench-{run}-"))
+    with sandbox(workdir / "sandbox.log") as (url, key):
+        result = run_phases(with_provider(base, url, key), options, run, workdir)
+    print_table(result)
+    if options.json_path:
+        options.json_path.write_bytes(orjson.dumps(asdict(result), option=orjson.OPT_INDENT_2))
+    return 0
+
+
+def run_phases(base: Settings, options: BenchOptions, run: str, workdir: Path) -> BenchResult:
+    """Produce, the baseline, the worker's catch-up, then latency on a fresh worker."""
     settings = isolated(base, f"bench-{run}", workdir)
     ensure_topics(settings)
     # Small JSON events as in production; a few bad ones (some of them 100 KB) keep dead-lettering
@@ -273,34 +230,50 @@ def run_bench(base: Settings, options: BenchOptions) -> int:
     print("[bench] baseline: raw consume + decode")
     baseline = baseline_consume(settings, len(events))
     print("[bench] worker: catch-up throughput")
-    worker = WorkerProcess(settings_env(settings), free_port(), workdir / "worker.log").start()
-    try:
-        seconds, counted = wait_consumed(worker, len(events))
-        rss = worker.peak_rss_bytes()
-    finally:
-        worker.stop()
+    complaints = options.workload == "complaints"
+    if complaints:  # through the provider: until every gift card is announced
+        rate, rss_mib, scraped = catch_up(settings, len(events), workdir / "worker.log")
+    else:
+        rate, rss_mib, scraped = catch_up_events(settings, len(events), workdir / "worker.log")
     print(f"[bench] worker: latency at {options.latency_rate:.0f} events/s (fresh worker)")
     latency_settings = isolated(base, f"bench-{run}-lat", workdir)
-    p50, p99 = measure_latency(latency_settings, options, workdir / "latency-worker.log")
-    result = BenchResult(
+    log = workdir / "latency-worker.log"
+    if complaints:
+        n = int(options.latency_rate * options.latency_seconds)
+        latency_events = workload_events(options, n, seed=99)
+        p50, p99 = paced_latency(latency_settings, latency_events, options.latency_rate, log)
+    else:
+        p50, p99 = measure_latency(latency_settings, options, log)
+    purge(settings)
+    purge(latency_settings)
+    return BenchResult(
         workload=options.workload,
-        customers=options.customers if options.workload != "shop" else 0,
+        customers=options.customers if options.workload not in ("shop", "complaints") else 0,
         events=len(events),
         produce_per_s=produce_rate,
         baseline_consume_decode_per_s=baseline,
         codec_decode_per_s=codec_rate(events),
-        worker_per_s=counted / seconds,
+        worker_per_s=rate,
         latency_rate=options.latency_rate,
         latency_p50_ms=p50,
         latency_p99_ms=p99,
-        worker_peak_rss_mib=rss / 2**20,
+        worker_peak_rss_mib=rss_mib,
+        scrape_bytes=scraped[0],
+        scrape_ms=scraped[1],
     )
-    purge(settings)
-    purge(latency_settings)
-    print_table(result)
-    if options.json_path:
-        options.json_path.write_bytes(orjson.dumps(asdict(result), option=orjson.OPT_INDENT_2))
-    return 0
+
+
+def catch_up_events(
+    settings: Settings, count: int, log: Path
+) -> tuple[float, float, tuple[int, float]]:
+    """A worker catching up on `count` input records: records/s, peak RSS in MiB, and the
+    /metrics scrape (bytes, ms) with all of it in state."""
+    worker = WorkerProcess(settings_env(settings), free_port(), log).start()
+    try:
+        seconds, counted = wait_consumed(worker, count)
+        return counted / seconds, worker.peak_rss_bytes() / 2**20, scrape_cost(worker)
+    finally:
+        worker.stop()
 
 
 def print_table(r: BenchResult) -> None:
@@ -316,6 +289,7 @@ def print_table(r: BenchResult) -> None:
         (f"worker latency p50 @ {r.latency_rate:,.0f} ev/s", f"{r.latency_p50_ms:.1f} ms"),
         (f"worker latency p99 @ {r.latency_rate:,.0f} ev/s", f"{r.latency_p99_ms:.1f} ms"),
         ("worker peak RSS", f"{r.worker_peak_rss_mib:,.0f} MiB"),
+        ("/metrics after catch-up", f"{r.scrape_bytes:,} bytes in {r.scrape_ms:.1f} ms"),
     ]  # fmt: skip
     width = max(len(name) for name, _ in rows)
     for name, value in rows:

@@ -88,7 +88,47 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
             print(f"  dead letters  {tags['topic']:<18}{tags['reason']:<18}{value:>8.0f}")
     print_points_status(samples)
     print_referral_status(samples)
+    print_compensation_status(samples)
+    print_advocacy_status(samples)
     return 0
+
+
+def print_advocacy_status(
+    samples: list[tuple[tuple[str, tuple[tuple[str, str], ...]], float]],
+) -> None:
+    """NPS and the referral funnel per window, from this worker's partitions."""
+    from processors.advocacy import WINDOWS, k_factor, nps
+
+    def total(name: str, **want: str) -> float:
+        return sum(v for (n, ls), v in samples if n == name and want.items() <= dict(ls).items())
+
+    print(f"{'advocacy':<10}{'answers':>9}{'NPS':>8}{'invites':>9}{'sign-ups':>10}"
+          f"{'conversions':>13}{'k-factor':>10}")  # fmt: skip
+    for window, _ in WINDOWS:
+        split = [total("rewards_nps_responses", window=window, category=c)
+                 for c in ("promoter", "passive", "detractor")]  # fmt: skip
+        stage = {s: total("rewards_referral_funnel", window=window, stage=s)
+                 for s in ("invites", "signups", "conversions")}  # fmt: skip
+        score = nps(*split)
+        k = k_factor(stage["invites"], total("rewards_referrers_active", window=window),
+                     stage["conversions"])  # fmt: skip
+        print(f"  {window:<8}{sum(split):>9.0f}{'-' if score is None else f'{score:.1f}':>8}"
+              f"{stage['invites']:>9.0f}{stage['signups']:>10.0f}{stage['conversions']:>13.0f}"
+              f"{'-' if k is None else f'{k:.2f}':>10}")  # fmt: skip
+
+
+def print_compensation_status(
+    samples: list[tuple[tuple[str, tuple[tuple[str, str], ...]], float]],
+) -> None:
+    """Compensation decisions by outcome and reason, gift cards issued, budget used."""
+    for (name, labels), value in samples:
+        tags = dict(labels)
+        if name == "rewards_compensation_decisions_total" and value:
+            print(f"  compensation  {tags['outcome']:<10}{tags['reason']:<30}{value:>8.0f}")
+        if name == "rewards_gift_cards_issued_total" and value:
+            print(f"  gift cards issued  {tags['tier']:<10}{tags['currency']:<6}{value:>8.0f}")
+        if name == "rewards_compensation_budget_used_cents" and value:
+            print(f"  budget used  {tags['currency']} {tags['period']:<6}{value / 100:>12,.2f}")
 
 
 def print_referral_status(
@@ -127,6 +167,23 @@ def cmd_decide(settings: Settings, args: argparse.Namespace) -> int:
         settings, args.referee, args.decision, args.operator, args.reason, args.alert
     )
     print(f"{record.decision} for referee {record.referee_id} published as {record.event_id}")
+    return 0
+
+
+def cmd_sandbox_provider(settings: Settings, args: argparse.Namespace) -> int:
+    """Run the gift-card provider sandbox (development and tests; REWARDS_GIFT_CARD_API_KEY)."""
+    from streams.giftcard_sandbox import main as sandbox_main
+
+    sandbox_main(["--host", args.host, "--port", str(args.port)])
+    return 0
+
+
+def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
+    """Render the headline advocacy metrics from Prometheus as one HTML page with PNG charts."""
+    from streams.report import render_report
+
+    out = render_report(args.prometheus, Path(args.out), hours=args.hours)
+    print(f"report written to {out}")
     return 0
 
 
@@ -173,15 +230,27 @@ def parser() -> argparse.ArgumentParser:
     decide.add_argument("--reason", help="why (recorded, up to 500 characters)")
     decide.add_argument("--alert", help="the fraud-alerts alert_id being decided")
     decide.set_defaults(run=cmd_decide)
+    sandbox = sub.add_parser("sandbox-provider", help=cmd_sandbox_provider.__doc__)
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=18080)
+    sandbox.set_defaults(run=cmd_sandbox_provider)
+    report = sub.add_parser("report", help=cmd_report.__doc__)
+    report.add_argument("--prometheus", default="http://127.0.0.1:9090", help="its base URL")
+    report.add_argument("--out", default="rewards-report.html")
+    report.add_argument("--hours", type=float, default=24.0, help="trend and totals period")
+    report.set_defaults(run=cmd_report)
     bench = sub.add_parser("bench", help=cmd_bench.__doc__)
     bench.add_argument("--events", type=int, default=200_000)
     bench.add_argument("--latency-rate", type=float, default=5000.0)
     bench.add_argument("--latency-seconds", type=float, default=20.0)
     bench.add_argument("--json", help="also write the results as JSON here")
     bench.add_argument(
-        "--workload", choices=("shop", "purchases", "referrals"), default="shop",
+        "--workload", choices=("shop", "purchases", "referrals", "complaints", "advocacy"),
+        default="shop",
         help="shop: the simulator's mix of all topics; purchases: the points ledger only; "
-        "referrals: sign-ups, conversions and referrers' purchases",
+        "referrals: sign-ups, conversions and referrers' purchases; complaints: each one a "
+        "gift card through the provider sandbox (latency: complaint to rewards-issued); "
+        "advocacy: purchases, survey answers and invitations of --customers customers",
     )  # fmt: skip
     bench.add_argument("--customers", type=int, default=10_000, help="not for the shop workload")
     bench.set_defaults(run=cmd_bench)

@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import redis
 
-from streams.dedupe import seen_namespace
 from streams.kafka_io import delete_topics
-from streams.points_mirror import mirror_namespace
 from streams.settings import Settings
 
 
 def purge(settings: Settings) -> None:
-    """Delete the topics under `settings.topic_prefix`, the app's first-seen marks and mirror."""
+    """Delete the topics under `settings.topic_prefix` and every Redis key of the app (first-seen
+    marks, balance mirror, identity index, compensation budget and gift-card records)."""
     delete_topics(settings)
     client = redis.Redis.from_url(settings.redis_url)
-    for namespace in (seen_namespace(settings.app_id), mirror_namespace(settings.app_id)):
-        batch: list[bytes] = []
-        for key in client.scan_iter(match=f"{namespace}:*", count=1000):
-            batch.append(key)
-            if len(batch) >= 1000:
-                client.unlink(*batch)
-                batch.clear()
-        if batch:
+    batch: list[bytes] = []
+    for key in client.scan_iter(match=f"{settings.app_id}:*", count=1000):
+        batch.append(key)
+        if len(batch) >= 1000:
             client.unlink(*batch)
+            batch.clear()
+    if batch:
+        client.unlink(*batch)

@@ -17,6 +17,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
 )
 
@@ -134,7 +135,12 @@ class LeanPrometheusMonitor(PrometheusMonitor):
 
 
 def serve_metrics(app: faust.App, registry: CollectorRegistry) -> None:
-    """Install the lean Faust sensor and serve `registry` at /metrics on the worker's web server."""
+    """Install the lean Faust sensor and serve `registry` at /metrics on the worker's web server.
+
+    No `_created` series: they doubled every counter's and histogram's lines (and the scrape's
+    cost) and no dashboard or rule reads them.
+    """
+    disable_created_metrics()  # type: ignore[no-untyped-call]
     app.monitor = LeanPrometheusMonitor(metrics=FaustMetrics.create(registry, "faust"))
 
     @app.page("/metrics")

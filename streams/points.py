@@ -21,7 +21,9 @@ from processors.fraud import FraudPolicy, evaluate
 from processors.ids import stable_id
 from processors.points import Account
 from processors.settlement import Event, Policies, Settlement, settle
-from schemas.models import Complaint, FraudDecision, Purchase, Referral, SurveyResponse
+from schemas.models import FraudDecision, GiftCardOrder, Purchase, Referral
+from streams.advocacy import AdvocacyWindows
+from streams.compensation import CompensationDesk
 from streams.emitter import Emitter
 from streams.identity_index import IdentityIndex
 from streams.ingest import Admitted, Rejected
@@ -55,6 +57,7 @@ class PointsLedger:
         *,
         accounts: AccountTable,
         schedule: ReleaseSchedule,
+        advocacy: AdvocacyWindows,
         emitter: Emitter,
         mirror: BalanceMirror,
         metrics: PointsMetrics,
@@ -63,11 +66,13 @@ class PointsLedger:
         index: IdentityIndex,
         intake: ReferralIntake,
         referral_metrics: ReferralMetrics,
+        care: CompensationDesk,
         clock: Clock,
         ledger_topic: str,
     ) -> None:
         self.accounts = accounts
         self.schedule = schedule
+        self.advocacy = advocacy
         self._emitter = emitter
         self._mirror = mirror
         self._metrics = metrics
@@ -76,6 +81,7 @@ class PointsLedger:
         self._index = index
         self._intake = intake
         self._referral_metrics = referral_metrics
+        self._care = care
         self._clock = clock
         self._ledger_topic = ledger_topic
         self._output_topics = [
@@ -85,26 +91,32 @@ class PointsLedger:
                 "points-anomalies",
                 "referral-commands",
                 "referral-rewards",
+                "compensation-decisions",
+                "gift-card-orders",
             )
         ]
         self._lock = asyncio.Lock()  # one batch or sweep at a time: no lost update across awaits
 
     async def settle_customer_events(self, admitted: Sequence[Admitted]) -> Sequence[Rejected]:
-        """Settle each customer's purchases, referral steps and review decisions, then publish
-        and store."""
+        """Settle each customer's purchases, complaints, referral steps and review decisions,
+        then publish and store."""
         by_customer: defaultdict[tuple[int, str], list[Event]] = defaultdict(list)
         for item in admitted:
             event = item.event
-            assert not isinstance(event, Complaint | SurveyResponse | Referral)
-            customer = event.referee_id if isinstance(event, FraudDecision) else event.customer_id
-            by_customer[(item.position.partition, customer)].append(event)
+            assert not isinstance(event, GiftCardOrder)
+            by_customer[(item.position.partition, _customer_of(event))].append(event)
         async with self._lock:
             now = self._clock()
             await self._index.record(
                 [(e.customer_id, e.context, e.occurred_at) for e in _purchases(admitted)]
             )
             settled = [self._settle(p, c, events, now) for (p, c), events in by_customer.items()]
-            settled = await self._score_conversions(settled, by_customer, now)
+            verdicts = await self._score_conversions(settled)
+            settled = self._resettle(settled, by_customer, now, verdicts, {})
+            grants = await self._care.reserve(
+                [r for done in settled for r in done.settlement.budget_requests], now
+            )
+            settled = self._resettle(settled, by_customer, now, verdicts, grants)
             await self._apply(settled, store_unchanged=True)
         by_id = {item.event.event_id: item for item in admitted}
         return [
@@ -113,17 +125,12 @@ class PointsLedger:
             for r in done.settlement.rejections
         ]
 
-    async def _score_conversions(
-        self,
-        settled: list[Settled],
-        events: Mapping[tuple[int, str], Sequence[Event]],
-        now: datetime,
-    ) -> list[Settled]:
-        """Score the batch's conversions for fraud (one Redis round trip), publish the alerts,
-        and settle those customers again with the verdicts."""
+    async def _score_conversions(self, settled: list[Settled]) -> dict[str, str]:
+        """Score the batch's conversions for fraud (one Redis round trip) and publish the alerts;
+        the verdicts by converting purchase's event id."""
         checks = [check for done in settled for check in done.settlement.checks]
         if not checks:
-            return settled
+            return {}
         facts = await self._index.conversion_facts(checks)
         verdicts: dict[str, str] = {}
         for check, fact in zip(checks, facts, strict=True):
@@ -134,9 +141,23 @@ class PointsLedger:
                 alert_record(alert_id, fact, verdict, check.purchase), verdict
             )
             verdicts[check.purchase.event_id] = verdict.decision
+        return verdicts
+
+    def _resettle(
+        self,
+        settled: list[Settled],
+        events: Mapping[tuple[int, str], Sequence[Event]],
+        now: datetime,
+        verdicts: Mapping[str, str],
+        grants: Mapping[str, str],
+    ) -> list[Settled]:
+        """Settle again, from the same starting account, the customers still waiting for a
+        fraud verdict or a budget answer that has now arrived."""
+        if not verdicts and not grants:
+            return settled
         return [
             done
-            if not done.settlement.checks
+            if not (done.settlement.checks or done.settlement.budget_requests)
             else Settled(
                 done.partition,
                 done.before,
@@ -146,6 +167,7 @@ class PointsLedger:
                     now,
                     self._policies,
                     verdicts,
+                    grants=grants,
                 ),
             )
             for done in settled
@@ -165,6 +187,7 @@ class PointsLedger:
         the partition's next owner is the only writer of its accounts."""
         async with self._lock:
             self.schedule.forget(revoked)
+            self.advocacy.forget(revoked)
         log.info("hold-end releases stopped for revoked partitions %s", sorted(revoked))
 
     def rebuild_schedule(self, owned: set[int]) -> None:
@@ -172,7 +195,8 @@ class PointsLedger:
         self._emitter.warm_up(
             [self._ledger_topic, *self._output_topics, self.accounts.changelog_topic()]
         )
-        self.schedule.rebuild(owned, self.accounts.scan(sorted(owned)))
+        accounts = self.accounts.scan(sorted(owned))
+        self.schedule.rebuild(owned, self.advocacy.rebuilding(owned, accounts))
         self._metrics.held_customers.set(len(self.schedule))
         self._metrics.recoveries.inc()
 
@@ -189,7 +213,9 @@ class PointsLedger:
         entries: Counter[str] = Counter()
         for done in settled:
             self._publish(done.settlement, moved, entries)
-        self._count(moved, entries, rewards=sum(len(s.settlement.credits) for s in settled))
+        discounts = sum(self._care.publish(done.settlement) for done in settled)
+        credits = sum(len(done.settlement.credits) for done in settled)
+        self._count(moved, entries, rewards=credits, discounts=discounts)
         await asyncio.gather(
             self._emitter.delivered(),
             self._mirror.write([s.settlement.account for s in stored]),
@@ -200,6 +226,7 @@ class PointsLedger:
         )
         for done in stored:
             self.schedule.track(done.partition, done.before, done.settlement.account)
+            self.advocacy.track(done.partition, done.before, done.settlement.account)
 
     def _publish(self, settlement: Settlement, moved: Counter[str], entries: Counter[str]) -> None:
         customer_id = settlement.account.customer_id
@@ -221,10 +248,14 @@ class PointsLedger:
             )
             self._metrics.anomalies.labels(anomaly.kind).inc()
 
-    def _count(self, moved: Counter[str], entries: Counter[str], *, rewards: int) -> None:
+    def _count(
+        self, moved: Counter[str], entries: Counter[str], *, rewards: int, discounts: int
+    ) -> None:
         """Metrics once per batch and kind, not per entry."""
         if rewards:
             self._metrics.rewards.labels("points").inc(rewards)
+        if discounts:
+            self._metrics.rewards.labels("discount").inc(discounts)
         for kind, count in entries.items():
             self._metrics.entries.labels(kind).inc(count)
             self._metrics.points.labels(kind).inc(moved[kind])
@@ -236,6 +267,15 @@ def _worth_storing(settled: Settled, store_unchanged: bool) -> bool:
     if settled.settlement.account != settled.before:
         return True
     return store_unchanged and settled.before != Account(settled.before.customer_id)
+
+
+def _customer_of(event: Event) -> str:
+    """Whose account an event settles against."""
+    if isinstance(event, FraudDecision):
+        return event.referee_id
+    if isinstance(event, Referral):
+        return event.referrer_id  # an invitation: the inviting customer's
+    return event.customer_id
 
 
 def _purchases(admitted: Sequence[Admitted]) -> Iterator[Purchase]:

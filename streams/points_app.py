@@ -11,8 +11,16 @@ from faust.types import TP
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
+from processors.advocacy import AdvocacyPolicy
 from processors.points import Account, EarnRate, Multiplier, PointsPolicy, next_release
 from processors.settlement import Policies
+from streams.advocacy import AdvocacyCollector, AdvocacyWindows
+from streams.compensation_app import (
+    compensation_desk,
+    compensation_policy,
+    register_budget_timer,
+)
+from streams.compensation_metrics import CompensationMetrics
 from streams.emitter import Emitter
 from streams.metrics import PipelineMetrics, PointsMetrics
 from streams.points import Clock, PointsLedger
@@ -43,6 +51,14 @@ def points_policy(settings: Settings) -> PointsPolicy:
     )
 
 
+def advocacy_policy(settings: Settings) -> AdvocacyPolicy:
+    """The advocacy metrics' segments and windows from settings."""
+    return AdvocacyPolicy(
+        channels=frozenset(c.lower() for c in settings.advocacy_channels),
+        repurchase_window=settings.advocacy_repurchase_window,
+    )
+
+
 def build_points_ledger(
     app: faust.App,
     settings: Settings,
@@ -50,6 +66,7 @@ def build_points_ledger(
     registry: CollectorRegistry,
     pipeline_metrics: PipelineMetrics,
     redis: Redis,
+    care_metrics: CompensationMetrics,
     clock: Clock = wall_clock,
 ) -> tuple[PointsLedger, ReferralIntake]:
     """Create the ledger with its table, schedule and adapters, and register its timer and view;
@@ -58,10 +75,16 @@ def build_points_ledger(
     index = identity_index(settings, redis, fraud, pipeline_metrics)
     referral_metrics = ReferralMetrics.create(registry)
     intake = referral_intake(settings, index, fraud, referral_metrics)
+    emitter = Emitter(settings)
+    advocacy = AdvocacyWindows(advocacy_policy(settings))
+    desk = compensation_desk(settings, redis, emitter, care_metrics, pipeline_metrics)
+    register_budget_timer(app, settings, desk, redis, clock)
+    registry.register(AdvocacyCollector(advocacy, clock))
     ledger = PointsLedger(
         accounts=account_table(app, settings),
         schedule=ReleaseSchedule(),
-        emitter=Emitter(settings),
+        advocacy=advocacy,
+        emitter=emitter,
         mirror=BalanceMirror(
             redis,
             namespace=mirror_namespace(settings.app_id),
@@ -69,11 +92,17 @@ def build_points_ledger(
             metrics=pipeline_metrics,
         ),
         metrics=PointsMetrics.create(registry),
-        policies=Policies(points_policy(settings), referral_policy(settings)),
+        policies=Policies(
+            points_policy(settings),
+            referral_policy(settings),
+            compensation_policy(settings),
+            advocacy.policy,
+        ),
         fraud=fraud,
         index=index,
         intake=intake,
         referral_metrics=referral_metrics,
+        care=desk,
         clock=clock,
         ledger_topic=settings.topic("points-ledger"),
     )

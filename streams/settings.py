@@ -7,7 +7,15 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import orjson
-from pydantic import AliasChoices, AwareDatetime, BaseModel, ConfigDict, Field, SecretStr
+from pydantic import (
+    AliasChoices,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.codec import CONTROL_TOPICS, INPUT_TOPICS, OUTPUT_TOPICS
@@ -45,6 +53,37 @@ DEFAULT_CAPS = (
 )
 DEFAULT_MIN_AMOUNTS = {"EUR": 2000, "USD": 2000, "GBP": 2000}
 DEFAULT_VELOCITY_LIMITS = {"referrer": 10, "ip": 5, "device": 3}
+
+
+class CompensationTier(BaseModel):
+    """A compensation policy row: complaints it matches get `amount_cents` of `currency`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    severities: frozenset[Literal["low", "medium", "high", "critical"]]
+    amount_cents: int = Field(ge=0)
+    currency: Annotated[str, Field(pattern="^[A-Z]{3}$")] = "EUR"
+    categories: frozenset[str] = frozenset()
+    min_spend_cents: int = Field(default=0, ge=0)
+
+
+class BudgetCaps(BaseModel):
+    """A currency's compensation budget in minor units per UTC day and month (null: no cap)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    day: int | None = Field(default=None, ge=0)
+    month: int | None = Field(default=None, ge=0)
+
+
+DEFAULT_TIERS = (
+    CompensationTier(name="critical", severities=frozenset({"critical"}), amount_cents=5_000),
+    CompensationTier(name="high", severities=frozenset({"high"}), amount_cents=2_500),
+    CompensationTier(name="medium", severities=frozenset({"medium"}), amount_cents=1_000),
+    CompensationTier(name="low", severities=frozenset({"low"}), amount_cents=0),
+)
+DEFAULT_BUDGETS = {"EUR": BudgetCaps(day=100_000, month=2_000_000)}
 
 
 DEFAULT_RATES: dict[str, tuple[int, int]] = {"EUR": (1, 100), "USD": (1, 100), "GBP": (1, 100)}
@@ -112,8 +151,43 @@ class Settings(BaseSettings):
     fraud_ip_ua_window: timedelta = timedelta(days=1)
     fraud_ring_depth: int = Field(default=3, ge=2, le=6)
     fraud_alert_on_approve: bool = False
+    compensation_tiers: tuple[CompensationTier, ...] = DEFAULT_TIERS
+    compensation_customer_period: timedelta = timedelta(days=30)
+    compensation_budgets: dict[str, BudgetCaps] = Field(
+        default_factory=lambda: dict(DEFAULT_BUDGETS)
+    )
+    compensation_discount_share: float = Field(default=0.0, ge=0.0, le=1.0)
+    compensation_experiment: Annotated[str, Field(min_length=1, max_length=64)] = "complaint-arm-v1"
+    advocacy_channels: tuple[Annotated[str, Field(min_length=1, max_length=32)], ...] = (
+        "email", "app", "web", "sms", "phone", "chat",
+    )  # fmt: skip
+    advocacy_repurchase_window: timedelta = timedelta(days=30)
+    gift_card_provider_url: str = "http://127.0.0.1:18080"
+    gift_card_provider_name: Annotated[str, Field(min_length=1, max_length=64)] = "sandbox"
+    gift_card_api_key: SecretStr | None = Field(default=None, min_length=8)
+    gift_card_timeout_s: float = Field(default=5.0, gt=0)
+    gift_card_max_attempts: int = Field(default=5, ge=1, le=20)
+    gift_card_backoff_initial_s: float = Field(default=0.2, gt=0)
+    gift_card_backoff_max_s: float = Field(default=5.0, gt=0)
+    gift_card_pending_timeout_s: float = Field(default=30.0, gt=0)
+    gift_card_concurrency: int = Field(default=16, ge=1, le=256)
     log_level: str = "info"
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+
+    @model_validator(mode="after")
+    def _budget_for_every_paying_tier(self) -> Settings:
+        """A tier that pays in a currency without a budget could never be granted: say so now."""
+        missing = sorted(
+            {t.currency for t in self.compensation_tiers if t.amount_cents > 0}
+            - set(self.compensation_budgets)
+        )
+        if missing:
+            raise ValueError(f"compensation_budgets has no entry for {', '.join(missing)}")
+        return self
+
+    def compensates(self) -> bool:
+        """True when some tier pays (then the gift-card provider must be configured)."""
+        return any(t.amount_cents > 0 for t in self.compensation_tiers)
 
     def topic(self, name: str) -> str:
         """The full Kafka topic name for a base name such as `purchases`."""
@@ -129,8 +203,10 @@ class Settings(BaseSettings):
 def settings_env(settings: Settings) -> dict[str, str]:
     """Environment variables that recreate `settings` in a child process."""
     dumped = settings.model_dump(mode="json")
-    if settings.pii_hash_key is not None:
-        dumped["pii_hash_key"] = settings.pii_hash_key.get_secret_value()
+    for secret in ("pii_hash_key", "gift_card_api_key"):
+        value = getattr(settings, secret)
+        if value is not None:
+            dumped[secret] = value.get_secret_value()
     env = {
         f"REWARDS_{name.upper()}": value if isinstance(value, str) else orjson.dumps(value).decode()
         for name, value in dumped.items()

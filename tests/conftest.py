@@ -20,6 +20,7 @@ from streams.housekeeping import purge
 from streams.kafka_io import admin_client, ensure_topics
 from streams.settings import Settings, settings_env
 from streams.worker_process import WorkerProcess, free_port
+from tests.sandbox import SandboxProcess
 from tests.support import CI, REPO, unavailable
 
 
@@ -106,8 +107,26 @@ def services() -> Iterator[Services]:
         yield found
 
 
+@pytest.fixture(scope="session")
+def sandbox_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
+    """The gift-card provider sandbox on 127.0.0.1 for the whole session (a real HTTP server)."""
+    log = tmp_path_factory.mktemp("sandbox") / "sandbox.log"
+    with SandboxProcess(log_path=log) as sandbox:
+        yield sandbox
+
+
 @pytest.fixture
-def settings(services: Services, tmp_path: Path) -> Iterator[Settings]:
+def sandbox(sandbox_service: SandboxProcess) -> Iterator[SandboxProcess]:
+    """The sandbox with no orders and no faults; faults are cleared again afterwards."""
+    sandbox_service.reset()
+    yield sandbox_service
+    sandbox_service.faults()
+
+
+@pytest.fixture
+def settings(
+    services: Services, tmp_path: Path, sandbox_service: SandboxProcess
+) -> Iterator[Settings]:
     """Topics, consumer group and Redis namespace unique to this test, removed afterwards."""
     run = uuid.uuid4().hex[:10]
     made = Settings(
@@ -122,6 +141,12 @@ def settings(services: Services, tmp_path: Path) -> Iterator[Settings]:
         lag_interval_s=0.5,
         session_timeout_s=8.0,
         pii_hash_key=SecretStr(f"test-pii-hash-key-{run}"),
+        gift_card_provider_url=sandbox_service.url,
+        gift_card_api_key=SecretStr(sandbox_service.api_key),
+        gift_card_timeout_s=2.0,
+        gift_card_max_attempts=4,
+        gift_card_backoff_initial_s=0.05,
+        gift_card_backoff_max_s=0.5,
     )
     ensure_topics(made)
     yield made

@@ -37,6 +37,7 @@ def test_faust_environment_variables_cannot_override_settings(monkeypatch, tmp_p
         data_dir=tmp_path,
         topic_prefix="x-",
         pii_hash_key="a-key-of-16-or-more-chars",
+        gift_card_api_key="sk-test-key",
     )
     app = create_app(settings)
     assert isinstance(app, faust.App)
@@ -44,6 +45,16 @@ def test_faust_environment_variables_cannot_override_settings(monkeypatch, tmp_p
     assert str(app.conf.store) == "memory:"
     assert [str(url) for url in app.conf.broker] == ["kafka://127.0.0.1:19092"]
     assert app.conf.topic_partitions == settings.partitions
+
+
+def test_a_paying_policy_needs_the_provider_key_and_a_budget(tmp_path):
+    base = {"store": "memory://", "data_dir": tmp_path, "pii_hash_key": "a-key-of-16-or-more-chars"}
+    with pytest.raises(ValueError, match="REWARDS_GIFT_CARD_API_KEY"):
+        create_app(Settings(**base))
+    assert isinstance(create_app(Settings(**base, compensation_tiers=[])), faust.App)
+    tier = {"name": "gbp", "severities": ["high"], "amount_cents": 500, "currency": "GBP"}
+    with pytest.raises(ValueError, match="compensation_budgets has no entry for GBP"):
+        Settings(**base, compensation_tiers=[tier])
 
 
 @pytest.mark.integration

@@ -216,9 +216,11 @@ def test_codec_constants() -> None:
         "key_mismatch",
         "unknown_topic",
         "no_points_rate",
+        "provider_rejected",
+        "provider_unavailable",
     )
     assert INPUT_TOPICS == ("purchases", "complaints", "referrals", "survey-responses")
-    assert CONTROL_TOPICS == ("fraud-decisions", "referral-commands")
+    assert CONTROL_TOPICS == ("fraud-decisions", "referral-commands", "gift-card-orders")
     assert set(INPUT_MODELS) == set(DECODED_TOPICS)
     assert set(OUTPUT_MODELS) == set(OUTPUT_TOPICS)
     err = DecodeError("key_mismatch", "record has no key")
@@ -235,6 +237,7 @@ BASES = {
     "survey-responses": "survey-responses.complaint-follow-up",
     "fraud-decisions": "fraud-decisions.approve",
     "referral-commands": "referral-commands.credit-referrer",
+    "gift-card-orders": "gift-card-orders.critical",
 }
 """A rich valid example per input topic; every invalid variant is derived from it."""
 

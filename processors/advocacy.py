@@ -1,0 +1,216 @@
+"""Advocacy metrics: NPS, the referral funnel, k-factor and recovery after a complaint (pure).
+
+What a customer's account remembers for them (survey answers and invitations of the longest
+window, each complaint's follow-up) and the facts it contributes to the windowed metrics: the
+streams layer keeps the facts of the accounts a worker owns, exports counts per window as gauges,
+and Prometheus sums them over workers. The formulas below are what the recording rules compute.
+
+NPS: promoters score 9-10, passives 7-8, detractors 0-6; NPS = % promoters - % detractors.
+Funnel: invitations sent, referees signed up (attributed), conversions (first qualifying purchase);
+conversion rate = conversions / sign-ups; k-factor = invitations per referring customer x
+conversions per invitation. Recovery, by arm (gift_card, discount, none = a limit blocked it): of
+the complaints decided, the share whose next survey is a promoter, passive or better (>= 7), and
+whose customer purchased again within the repurchase window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Literal
+
+from processors.advocacy_state import InviteFact, SurveyFact
+from processors.compensation_state import ComplaintRecord
+from processors.points import Account
+from processors.referrals import REFERRAL_ORDER_PREFIX
+from schemas.models import Referral, SurveyResponse
+
+Category = Literal["promoter", "passive", "detractor"]
+WINDOWS: tuple[tuple[str, timedelta], ...] = (
+    ("1h", timedelta(hours=1)),
+    ("24h", timedelta(hours=24)),
+    ("7d", timedelta(days=7)),
+    ("30d", timedelta(days=30)),
+)
+RECOVERY_ARMS = ("gift_card", "discount", "none")
+RECOVERY_STAGES = ("decided", "surveyed", "promoter", "passive_or_better", "repurchased")
+FUNNEL_STAGES = ("invites", "signups", "conversions")
+
+
+@dataclass(frozen=True, slots=True)
+class AdvocacyPolicy:
+    """Configuration of the advocacy metrics (built from settings by the streams layer)."""
+
+    channels: frozenset[str] = frozenset({"email", "app", "web", "sms", "phone", "chat"})
+    windows: tuple[tuple[str, timedelta], ...] = WINDOWS
+    repurchase_window: timedelta = timedelta(days=30)
+    max_invites: int = 1000
+    """Invitations kept per customer; beyond it the oldest are forgotten (and not counted)."""
+    retention: timedelta = field(init=False)
+
+    def __post_init__(self) -> None:
+        """Keep what the longest window needs."""
+        object.__setattr__(self, "retention", max(w for _, w in self.windows))
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    """One contribution of one account to a windowed metric: its key and its time."""
+
+    key: tuple[str, ...]
+    at: datetime
+
+
+def category(score: int) -> Category:
+    """The NPS category of a 0..10 answer."""
+    if score >= 9:
+        return "promoter"
+    return "passive" if score >= 7 else "detractor"
+
+
+def nps(promoters: float, passives: float, detractors: float) -> float | None:
+    """% promoters - % detractors, from -100 to 100; None without answers."""
+    total = promoters + passives + detractors
+    return None if total == 0 else 100.0 * (promoters - detractors) / total
+
+
+def ratio(part: float, whole: float) -> float | None:
+    """part / whole, None when whole is 0 (a share that is not defined yet)."""
+    return None if whole == 0 else part / whole
+
+
+def k_factor(invites: float, referrers: float, conversions: float) -> float | None:
+    """Invitations per referring customer x conversions per invitation."""
+    per_referrer, conversion = ratio(invites, referrers), ratio(conversions, invites)
+    return None if per_referrer is None or conversion is None else per_referrer * conversion
+
+
+def segment_of(channel: str | None, policy: AdvocacyPolicy) -> str:
+    """A bounded label value for a free-text channel: a known one, `other` or `unknown`."""
+    if not channel:
+        return "unknown"
+    name = channel.strip().lower()
+    return name if name in policy.channels else "other"
+
+
+def record_survey(account: Account, survey: SurveyResponse, policy: AdvocacyPolicy) -> Account:
+    """Remember an answer (once per event id)."""
+    if any(s.event_id == survey.event_id for s in account.surveys):
+        return account
+    fact = SurveyFact(
+        survey.event_id, survey.occurred_at, survey.score, segment_of(survey.channel, policy),
+        survey.ces,
+    )  # fmt: skip
+    return replace(account, surveys=(*account.surveys, fact))
+
+
+def record_invite(account: Account, invite: Referral, policy: AdvocacyPolicy) -> Account:
+    """Remember an invitation this customer sent (once per event id; the newest kept)."""
+    if any(i.event_id == invite.event_id for i in account.invites):
+        return account
+    kept = (*account.invites, InviteFact(invite.event_id, invite.occurred_at))
+    return replace(account, invites=tuple(sorted(kept, key=lambda i: i.at))[-policy.max_invites :])
+
+
+def follow_up(account: Account, policy: AdvocacyPolicy) -> Account:
+    """Fill in each decided complaint's next survey score and repurchase, from what the account
+    holds now (so the order in which complaints, surveys and purchases arrive does not matter);
+    once found they stay."""
+    changed = {}
+    for complaint_id, record in account.complaints.items():
+        if record.outcome == "none":
+            continue
+        after = record.complained_at
+        score = record.next_score
+        if score is None:
+            later = [s for s in account.surveys if s.at >= after]
+            score = min(later, key=lambda s: (s.at, s.event_id)).score if later else None
+        bought = record.repurchased_at or _first_purchase(account, after, policy)
+        if (score, bought) != (record.next_score, record.repurchased_at):
+            changed[complaint_id] = replace(record, next_score=score, repurchased_at=bought)
+    if not changed:
+        return account
+    return replace(account, complaints={**account.complaints, **changed})
+
+
+def _first_purchase(account: Account, after: datetime, policy: AdvocacyPolicy) -> datetime | None:
+    until = after + policy.repurchase_window
+    times = [
+        o.purchased_at
+        for o in account.orders.values()
+        if after <= o.purchased_at <= until and not o.order_id.startswith(REFERRAL_ORDER_PREFIX)
+    ]
+    return min(times) if times else None
+
+
+def prune_advocacy(account: Account, now: datetime, policy: AdvocacyPolicy) -> Account:
+    """Forget answers and invitations older than the longest window."""
+    cutoff = now - policy.retention
+    surveys = tuple(s for s in account.surveys if s.at >= cutoff)
+    invites = tuple(i for i in account.invites if i.at >= cutoff)
+    if len(surveys) == len(account.surveys) and len(invites) == len(account.invites):
+        return account
+    return replace(account, surveys=surveys, invites=invites)
+
+
+def facts(account: Account) -> Iterator[Fact]:
+    """Everything this account contributes to the windowed metrics."""
+    for survey in account.surveys:
+        yield Fact(("nps", survey.channel, category(survey.score)), survey.at)
+        if survey.ces is not None:
+            yield Fact(("ces", survey.channel, str(survey.ces)), survey.at)
+    for invite in account.invites:
+        yield Fact(("funnel", "invites"), invite.at)
+    if account.invites:
+        yield Fact(("referrer",), account.invites[-1].at)
+    referral = account.referral
+    if referral is not None:
+        yield Fact(("funnel", "signups"), referral.signed_up_at)
+        if referral.converted_at is not None:
+            yield Fact(("funnel", "conversions"), referral.converted_at)
+    for record in account.complaints.values():
+        if record.outcome == "none":
+            continue
+        arm = record.outcome if record.outcome in ("gift_card", "discount") else "none"
+        yield from (
+            Fact(("recovery", arm, stage), record.complained_at) for stage in _stages(record)
+        )
+
+
+def _stages(record: ComplaintRecord) -> Iterable[str]:
+    """The recovery stages a decided complaint reached."""
+    score = record.next_score
+    yield "decided"
+    if score is not None:
+        yield "surveyed"
+        if score >= 9:
+            yield "promoter"
+        if score >= 7:
+            yield "passive_or_better"
+    if record.repurchased_at is not None:
+        yield "repurchased"
+
+
+def advocacy_changed(before: Account, after: Account) -> bool:
+    """Whether the account's facts may differ (cheap: the fields they come from)."""
+    return (
+        before.surveys != after.surveys
+        or before.invites != after.invites
+        or before.referral != after.referral
+        or before.complaints != after.complaints
+    )
+
+
+def window_counts(
+    found: Iterable[Fact], now: datetime, windows: tuple[tuple[str, timedelta], ...] = WINDOWS
+) -> dict[tuple[tuple[str, ...], str], int]:
+    """Facts per (key, window) at `now`: a fact counts in a window if `now - span <= at`.
+
+    The reference the workers' incremental windows (`streams.advocacy`) must agree with."""
+    out: dict[tuple[tuple[str, ...], str], int] = {}
+    for fact in found:
+        for window, span in windows:
+            if fact.at >= now - span:
+                out[(fact.key, window)] = out.get((fact.key, window), 0) + 1
+    return out

@@ -1,0 +1,36 @@
+"""What an account remembers about complaints: one record per complaint, kept for good."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+COMPENSATED = frozenset({"gift_card", "discount"})
+"""Outcomes that compensated the customer (count against the per-customer period)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ComplaintRecord:
+    """The decision on one complaint and the events that asked for it (at most one
+    compensation per complaint, ever)."""
+
+    complaint_id: str
+    complained_at: datetime
+    """Event time of the complaint that was decided: the per-customer period counts from it."""
+    outcome: str
+    """gift_card, discount, none (no tier pays for it) or blocked (a limit said no)."""
+    reason: str
+    event_ids: tuple[str, ...]
+    """Every complaint event seen for this complaint: a replayed one changes nothing."""
+    amount_cents: int = 0
+    currency: str | None = None
+    tier: str | None = None
+    next_score: int | None = None
+    """The customer's first survey answer after the complaint (recovery), once there is one."""
+    repurchased_at: datetime | None = None
+    """The customer's first purchase within the repurchase window after the complaint."""
+
+    @property
+    def compensated(self) -> bool:
+        """True when this complaint earned a gift card or a discount."""
+        return self.outcome in COMPENSATED

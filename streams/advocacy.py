@@ -1,0 +1,193 @@
+"""Rolling-window advocacy metrics from the table: NPS, CES, funnel, recovery, points liability.
+
+Why gauges from table state, not counters with the windows in PromQL: every count here is derived
+from the accounts (`processors.advocacy.facts`), which are idempotent (a replayed or redelivered
+event changes nothing) and changelog-backed. A worker keeps, for the partitions it owns, each
+fact's time in a sorted list per metric key; a scrape counts the facts inside each window
+(exact, to the second) and exports the sums as gauges. After a restart or a rebalance the lists
+are rebuilt from the recovered accounts, and a revoked partition's facts leave with it, so the
+sum over workers neither double counts a replay nor loses what a rebalance moved. Counters with
+`increase()` would count a crash-redelivered event twice (once per process) and extrapolate at
+the window's edges.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sortedcontainers import SortedList
+
+from processors.advocacy import (
+    FUNNEL_STAGES,
+    RECOVERY_ARMS,
+    RECOVERY_STAGES,
+    AdvocacyPolicy,
+    advocacy_changed,
+    facts,
+)
+from processors.points import Account
+
+Key = tuple[str, ...]
+CATEGORIES = ("promoter", "passive", "detractor")
+
+
+class AdvocacyWindows:
+    """The facts of the accounts this worker owns, by partition and metric key."""
+
+    def __init__(self, policy: AdvocacyPolicy) -> None:
+        self.policy = policy
+        self._facts: dict[int, defaultdict[Key, SortedList]] = {}
+        self._liability: dict[int, list[int]] = {}
+
+    def rebuilding(
+        self, partitions: Iterable[int], accounts: Iterable[tuple[int, Account]]
+    ) -> Iterator[tuple[int, Account]]:
+        """Start over for `partitions`, indexing each account as it passes through (the scan
+        after a recovery feeds the release schedule too)."""
+        self._facts = {p: defaultdict(SortedList) for p in partitions}
+        self._liability = {p: [0, 0] for p in partitions}
+        for partition, account in accounts:
+            self.track(partition, Account(account.customer_id), account)
+            yield partition, account
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Drop revoked partitions: their next owner exports them."""
+        for partition in partitions:
+            self._facts.pop(partition, None)
+            self._liability.pop(partition, None)
+
+    def track(self, partition: int, before: Account, after: Account) -> None:
+        """Move the facts and balances of one saved account from `before` to `after`."""
+        liability = self._liability.setdefault(partition, [0, 0])
+        liability[0] += after.pending - before.pending
+        liability[1] += after.available - before.available
+        if not advocacy_changed(before, after):
+            return
+        lists = self._facts.setdefault(partition, defaultdict(SortedList))
+        for fact in facts(before):
+            lists[fact.key].discard(fact.at.timestamp())
+        for fact in facts(after):
+            lists[fact.key].add(fact.at.timestamp())
+
+    def counts(self, now: datetime) -> dict[tuple[Key, str], int]:
+        """Facts per (key, window) at `now`, summed over the owned partitions; facts older than
+        the longest window are dropped on the way."""
+        out: defaultdict[tuple[Key, str], int] = defaultdict(int)
+        end = now.timestamp()
+        cutoff = end - self.policy.retention.total_seconds()
+        for lists in self._facts.values():
+            for key, times in lists.items():
+                stale = times.bisect_left(cutoff)
+                if stale:
+                    del times[:stale]
+                for window, span in self.policy.windows:
+                    out[(key, window)] += len(times) - times.bisect_left(end - span.total_seconds())
+        return out
+
+    def liability(self) -> tuple[int, int]:
+        """Pending and available points held by the owned accounts."""
+        return (
+            sum(v[0] for v in self._liability.values()),
+            sum(v[1] for v in self._liability.values()),
+        )
+
+
+class AdvocacyCollector(Collector):
+    """Exports the windows as gauges at scrape time (every known label set, zeros included)."""
+
+    def __init__(self, windows: AdvocacyWindows, clock: Callable[[], datetime]) -> None:
+        self._windows = windows
+        self._clock = clock
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """One family per metric; values for this worker's partitions only (sum over workers)."""
+        counts = self._windows.counts(self._clock())
+        policy = self._windows.policy
+        channels = sorted({*policy.channels, "other", "unknown"})
+        windows = [w for w, _ in policy.windows]
+        yield from self._nps(counts, channels, windows)
+        yield from self._funnel(counts, windows)
+        yield self._recovery(counts, windows)
+        outstanding = GaugeMetricFamily(
+            "rewards_points_outstanding",
+            "Points held by the accounts this worker owns (the liability), by state.",
+            labels=["state"],
+        )
+        for state, value in zip(("pending", "available"), self._windows.liability(), strict=True):
+            outstanding.add_metric([state], value)
+        yield outstanding
+
+    def _nps(
+        self, counts: dict[tuple[Key, str], int], channels: list[str], windows: list[str]
+    ) -> Iterator[GaugeMetricFamily]:
+        responses = GaugeMetricFamily(
+            "rewards_nps_responses",
+            "Survey answers in the rolling window, by channel and NPS category (promoter 9-10, "
+            "passive 7-8, detractor 0-6).",
+            labels=["window", "channel", "category"],
+        )
+        ces = GaugeMetricFamily(
+            "rewards_ces_responses",
+            "Survey answers with a Customer Effort Score (1-7) in the rolling window.",
+            labels=["window", "channel"],
+        )
+        ces_sum = GaugeMetricFamily(
+            "rewards_ces_score_sum",
+            "Sum of the Customer Effort Scores in the rolling window (average = sum / responses).",
+            labels=["window", "channel"],
+        )
+        for window in windows:
+            for channel in channels:
+                for cat in CATEGORIES:
+                    responses.add_metric(
+                        [window, channel, cat], counts.get((("nps", channel, cat), window), 0)
+                    )
+                scored = [
+                    (v, counts.get((("ces", channel, str(v)), window), 0)) for v in range(1, 8)
+                ]
+                ces.add_metric([window, channel], sum(n for _, n in scored))
+                ces_sum.add_metric([window, channel], sum(v * n for v, n in scored))
+        yield from (responses, ces, ces_sum)
+
+    def _funnel(
+        self, counts: dict[tuple[Key, str], int], windows: list[str]
+    ) -> Iterator[GaugeMetricFamily]:
+        funnel = GaugeMetricFamily(
+            "rewards_referral_funnel",
+            "Referral funnel in the rolling window: invitations sent, referees signed up "
+            "(attributed), conversions (first qualifying purchase).",
+            labels=["window", "stage"],
+        )
+        referrers = GaugeMetricFamily(
+            "rewards_referrers_active",
+            "Customers who sent at least one invitation in the rolling window.",
+            labels=["window"],
+        )
+        for window in windows:
+            for stage in FUNNEL_STAGES:
+                funnel.add_metric([window, stage], counts.get((("funnel", stage), window), 0))
+            referrers.add_metric([window], counts.get((("referrer",), window), 0))
+        yield from (funnel, referrers)
+
+    def _recovery(
+        self, counts: dict[tuple[Key, str], int], windows: list[str]
+    ) -> GaugeMetricFamily:
+        recovery = GaugeMetricFamily(
+            "rewards_recovery_complaints",
+            "Complaints decided in the rolling window (by complaint time), by compensation arm "
+            "(gift_card, discount, none: a limit blocked it) and how far the customer recovered: "
+            "decided, surveyed (answered a survey since), promoter (next answer 9-10), "
+            "passive_or_better (>= 7), repurchased (bought again within 30 days).",
+            labels=["window", "arm", "stage"],
+        )
+        for window in windows:
+            for arm in RECOVERY_ARMS:
+                for stage in RECOVERY_STAGES:
+                    recovery.add_metric(
+                        [window, arm, stage], counts.get((("recovery", arm, stage), window), 0)
+                    )
+        return recovery
