@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -90,11 +90,12 @@ def wait_issued(worker: WorkerProcess, target: int, timeout_s: float = 600) -> f
     raise TimeoutError(f"fewer than {target} gift cards issued in {timeout_s}s")
 
 
-def reward_latencies_ms(settings: Settings) -> list[float]:
-    """Per complaint: its reward's Kafka timestamp minus its own, in ms."""
+def reward_latencies_ms(settings: Settings, skip: Collection[str] = ()) -> list[float]:
+    """Per complaint (but those in `skip`): its reward's Kafka timestamp minus its own, in ms."""
     complained = {
-        orjson.loads(m.value() or b"{}")["complaint_id"]: m.timestamp()[1]
+        cid: m.timestamp()[1]
         for m in read_topic(settings, settings.topic("complaints"), timeout_s=30)
+        if (cid := orjson.loads(m.value() or b"{}")["complaint_id"]) not in skip
     }
     out = []
     for m in read_topic(settings, settings.topic("rewards-issued"), timeout_s=30):
@@ -126,7 +127,8 @@ def catch_up(settings: Settings, count: int, log: Path) -> tuple[float, float, t
 def paced_latency(
     settings: Settings, events: list[SimEvent], rate: float, log: Path
 ) -> tuple[float, float]:
-    """A fresh worker fed at `rate`: p50 and p99 complaint -> rewards-issued latency in ms."""
+    """A fresh worker fed at `rate`: p50 and p99 complaint -> rewards-issued latency in ms; the
+    first tenth of the events warms the worker up and is not counted."""
     worker = WorkerProcess(settings_env(settings), free_port(), log).start()
     try:
         time.sleep(SETTLE_S)
@@ -134,5 +136,6 @@ def paced_latency(
         wait_issued(worker, len(events))
     finally:
         worker.stop()
-    latencies = reward_latencies_ms(settings)
+    warm_up = {orjson.loads(e.value)["complaint_id"] for e in events[: len(events) // 10]}
+    latencies = reward_latencies_ms(settings, skip=warm_up)
     return percentile(latencies, 0.50), percentile(latencies, 0.99)
