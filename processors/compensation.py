@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
-from processors.compensation_state import ComplaintRecord
+from processors.compensation_state import PENDING, ComplaintRecord
 from processors.ids import stable_id
 from processors.points import Account
 from processors.referrals import REFERRAL_ORDER_PREFIX
@@ -135,11 +135,11 @@ def limit_reason(account: Account, complaint: Complaint, policy: CompensationPol
     if referral is not None and referral.status == "rejected":
         return "fraud_rejected"
     previous = account.complaints.get(complaint.complaint_id)
-    if previous is not None and previous.compensated:
+    if previous is not None and previous.counts_for_limits:
         return "complaint_already_compensated"
     for record in account.complaints.values():
         gap = abs(complaint.occurred_at - record.complained_at)
-        if record.compensated and gap < policy.customer_period:
+        if record.counts_for_limits and gap < policy.customer_period:
             return "customer_period"
     return None
 
@@ -164,20 +164,31 @@ def assess(
     reason = limit_reason(account, complaint, policy)
     if reason is not None:
         return _decide(account, complaint, tier, "blocked", reason, now)
-    if grant is None:
-        request = BudgetRequest(
-            complaint.event_id,
-            complaint.customer_id,
-            complaint.complaint_id,
-            tier.amount_cents,
-            tier.currency,
-        )
-        return Care(account, request=request)
+    if grant is None:  # the limits of later complaints assume it will be granted
+        return _awaiting_budget(account, complaint, tier)
     if grant != GRANTED:
         return _decide(account, complaint, tier, "blocked", grant, now)
     return _decide(
         account, complaint, tier, arm_for(complaint.complaint_id, policy), "compensated", now
     )
+
+
+def _awaiting_budget(account: Account, complaint: Complaint, tier: Tier) -> Care:
+    """The budget request, and a provisional record so that the customer's later complaints in
+    this settle are limited as if it were granted; if it is refused they are decided again."""
+    request = BudgetRequest(
+        complaint.event_id,
+        complaint.customer_id,
+        complaint.complaint_id,
+        tier.amount_cents,
+        tier.currency,
+    )
+    provisional = ComplaintRecord(
+        complaint.complaint_id, complaint.occurred_at, PENDING, "awaiting_budget",
+        (complaint.event_id,), tier.amount_cents, tier.currency, tier.name,
+    )  # fmt: skip
+    complaints = {**account.complaints, complaint.complaint_id: provisional}
+    return Care(replace(account, complaints=complaints), request=request)
 
 
 def _decide(  # noqa: PLR0917 - one decision, all of it needed
@@ -220,10 +231,11 @@ def _decide(  # noqa: PLR0917 - one decision, all of it needed
 
 
 def _remember(account: Account, complaint: Complaint, decision: CompensationDecision) -> Account:
-    """Keep the complaint's record: a compensated one stays as it is, with the new event id."""
+    """Keep the complaint's record: a compensated (or provisional) one stays as it is, with the
+    new event id."""
     previous = account.complaints.get(complaint.complaint_id)
     seen = (*previous.event_ids, complaint.event_id) if previous else (complaint.event_id,)
-    if previous is not None and previous.compensated:
+    if previous is not None and previous.counts_for_limits:  # compensated, or awaiting budget
         record = replace(previous, event_ids=seen)
     else:
         record = ComplaintRecord(

@@ -7,6 +7,9 @@ from datetime import datetime
 
 COMPENSATED = frozenset({"gift_card", "discount"})
 """Outcomes that compensated the customer (count against the per-customer period)."""
+PENDING = "pending"
+"""Within one settle only: a compensation waiting for its budget answer, assumed granted by the
+limits of the customer's later complaints (never stored: the final settle has every answer)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,7 +21,8 @@ class ComplaintRecord:
     complained_at: datetime
     """Event time of the complaint that was decided: the per-customer period counts from it."""
     outcome: str
-    """gift_card, discount, none (no tier pays for it) or blocked (a limit said no)."""
+    """gift_card, discount, none (no tier pays for it) or blocked (a limit said no); `pending`
+    only inside a settle that still waits for budget answers."""
     reason: str
     event_ids: tuple[str, ...]
     """Every complaint event seen for this complaint: a replayed one changes nothing."""
@@ -34,3 +38,8 @@ class ComplaintRecord:
     def compensated(self) -> bool:
         """True when this complaint earned a gift card or a discount."""
         return self.outcome in COMPENSATED
+
+    @property
+    def counts_for_limits(self) -> bool:
+        """Compensated, or assumed so while its budget answer is awaited."""
+        return self.outcome in COMPENSATED or self.outcome == PENDING

@@ -113,10 +113,7 @@ class PointsLedger:
             settled = [self._settle(p, c, events, now) for (p, c), events in by_customer.items()]
             verdicts = await self._score_conversions(settled)
             settled = self._resettle(settled, by_customer, now, verdicts, {})
-            grants = await self._care.reserve(
-                [r for done in settled for r in done.settlement.budget_requests], now
-            )
-            settled = self._resettle(settled, by_customer, now, verdicts, grants)
+            settled = await self._reserve_budget(settled, by_customer, now, verdicts)
             await self._apply(settled, store_unchanged=True)
         by_id = {item.event.event_id: item for item in admitted}
         return [
@@ -142,6 +139,27 @@ class PointsLedger:
             )
             verdicts[check.purchase.event_id] = verdict.decision
         return verdicts
+
+    async def _reserve_budget(
+        self,
+        settled: list[Settled],
+        events: Mapping[tuple[int, str], Sequence[Event]],
+        now: datetime,
+        verdicts: Mapping[str, str],
+    ) -> list[Settled]:
+        """Reserve the batch's compensations (one Redis call per round) and settle again with the
+        answers, until none waits: a refusal can make a customer's later complaint eligible,
+        which then asks in the next round (a complaint event is answered once, so it ends)."""
+        grants: dict[str, str] = {}
+        while asked := [
+            r
+            for done in settled
+            for r in done.settlement.budget_requests
+            if r.event_id not in grants
+        ]:
+            grants |= await self._care.reserve(asked, now)
+            settled = self._resettle(settled, events, now, verdicts, grants)
+        return settled
 
     def _resettle(
         self,

@@ -108,6 +108,15 @@ def test_one_per_customer_per_period_and_one_per_complaint_ever(settings, start_
     for reason in ("complaint_already_compensated", "customer_period"):
         assert worker.total("rewards_compensation_decisions_total", reason=reason) == 1
 
+    bob = new_id("bob")  # two complaints at once: the second must not reserve budget it cannot use
+    complain(settings, fresh("high", bob), fresh("critical", bob))
+    assert Counter(d["reason"] for d in decisions_of(settings, 5)) == {
+        "compensated": 2, "complaint_already_compensated": 1, "customer_period": 2,
+    }  # fmt: skip
+    client = redis.Redis.from_url(settings.redis_url)
+    used = [int(client.get(k)) for k in client.keys(f"{settings.app_id}:comp:budget:EUR:day:*")]
+    assert used == [1_000 + 2_500]
+
 
 def test_the_daily_budget_holds_across_two_workers(settings, start_worker, sandbox, tmp_path):
     settings = settings.model_copy(

@@ -125,7 +125,8 @@ def test_a_compensation_waits_for_the_budget_and_a_refusal_is_a_recorded_block()
     event = complaint("high")
     first = assess(Account("ann"), event, POLICY, NOW)
     assert first.decision is None and first.order is None
-    assert first.account == Account("ann")  # nothing remembered until the budget answers
+    record = first.account.complaints[event.complaint_id]  # provisional, for later complaints
+    assert (record.outcome, record.amount_cents) == ("pending", 2_500)
     assert first.request is not None
     assert (first.request.amount_cents, first.request.currency) == (2_500, "EUR")
     refused = assess(Account("ann"), event, POLICY, NOW, "budget_day")
@@ -275,3 +276,40 @@ def test_accounts_with_complaints_survive_the_table_encoding():
     assert msgspec.msgpack.decode(raw, type=Account) == account
     old = msgspec.msgpack.encode({"customer_id": "ann", "pending": 5})  # before complaints existed
     assert msgspec.msgpack.decode(old, type=Account) == Account("ann", pending=5)
+
+
+def settle_rounds(events: list[Any], answers: dict[str, str]) -> tuple[Any, list[str]]:
+    """What the worker does: settle, answer the budget requests, settle again until none waits;
+    returns the final settlement and the event ids that asked for budget, in order."""
+    asked: list[str] = []
+    grants: dict[str, str] = {}
+    while True:
+        done = settle(Account("ann"), events, NOW, POLICIES, grants=grants)
+        waiting = [r.event_id for r in done.budget_requests if r.event_id not in grants]
+        if not waiting:
+            return done, asked
+        asked += waiting
+        grants |= {e: answers.get(e, GRANTED) for e in waiting}
+
+
+def test_a_second_complaint_in_the_same_batch_never_reserves_budget_it_cannot_use():
+    first, second = complaint("high", complaint_id="k1"), complaint("critical", complaint_id="k2")
+    done, asked = settle_rounds([first, second], {})
+    assert asked == [first.event_id]  # the second waits on the first, assumed granted
+    assert [(d.complaint_id, d.reason) for d in done.decisions] == [
+        ("k1", "compensated"), ("k2", "customer_period"),
+    ]  # fmt: skip
+    assert {r.outcome for r in done.account.complaints.values()} == {"gift_card", "blocked"}
+
+
+def test_when_the_first_is_refused_the_next_one_asks_in_another_round():
+    first, second = complaint("high", complaint_id="k1"), complaint("critical", complaint_id="k2")
+    escalated = complaint("critical", complaint_id="k1", event_id="e-k1-2")
+    done, asked = settle_rounds([first, escalated, second], {first.event_id: "budget_day"})
+    assert asked == [first.event_id, escalated.event_id]
+    assert [(d.source_event_id, d.outcome, d.reason) for d in done.decisions] == [
+        (first.event_id, "blocked", "budget_day"),
+        (escalated.event_id, "gift_card", "compensated"),
+        (second.event_id, "blocked", "customer_period"),
+    ]
+    assert "pending" not in {r.outcome for r in done.account.complaints.values()}
