@@ -16,14 +16,14 @@ whose customer purchased again within the repurchase window.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
 from processors.advocacy_state import InviteFact, SurveyFact
 from processors.compensation_state import ComplaintRecord
 from processors.points import Account
-from processors.referrals import REFERRAL_ORDER_PREFIX
+from processors.referrals import shop_orders
 from schemas.models import Referral, SurveyResponse
 
 Category = Literal["promoter", "passive", "detractor"]
@@ -47,11 +47,11 @@ class AdvocacyPolicy:
     repurchase_window: timedelta = timedelta(days=30)
     max_invites: int = 1000
     """Invitations kept per customer; beyond it the oldest are forgotten (and not counted)."""
-    retention: timedelta = field(init=False)
 
-    def __post_init__(self) -> None:
-        """Keep what the longest window needs."""
-        object.__setattr__(self, "retention", max(w for _, w in self.windows))
+    @property
+    def retention(self) -> timedelta:
+        """How long answers and invitations are kept: the longest window."""
+        return max(w for _, w in self.windows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,11 +136,7 @@ def follow_up(account: Account, policy: AdvocacyPolicy) -> Account:
 
 def _first_purchase(account: Account, after: datetime, policy: AdvocacyPolicy) -> datetime | None:
     until = after + policy.repurchase_window
-    times = [
-        o.purchased_at
-        for o in account.orders.values()
-        if after <= o.purchased_at <= until and not o.order_id.startswith(REFERRAL_ORDER_PREFIX)
-    ]
+    times = [o.purchased_at for o in shop_orders(account) if after <= o.purchased_at <= until]
     return min(times) if times else None
 
 

@@ -22,7 +22,7 @@ from typing import Literal
 from processors.compensation_state import PENDING, ComplaintRecord
 from processors.ids import stable_id
 from processors.points import Account
-from processors.referrals import REFERRAL_ORDER_PREFIX
+from processors.referrals import shop_orders
 from schemas.models import Complaint, GiftCardOrder
 from schemas.outputs import CompensationDecision
 
@@ -100,8 +100,8 @@ def net_spend(account: Account, currency: str) -> int:
     """What the customer spent in `currency`, less refunds, over the orders still held."""
     return sum(
         order.amount_cents - order.refunded_cents
-        for order in account.orders.values()
-        if order.currency == currency and not order.order_id.startswith(REFERRAL_ORDER_PREFIX)
+        for order in shop_orders(account)
+        if order.currency == currency
     )
 
 

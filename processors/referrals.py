@@ -20,7 +20,7 @@ ordinary hold-end sweep. Every id is deterministic, and every step is a no-op wh
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -33,6 +33,11 @@ from schemas.models import FraudDecision, Purchase, ReferralCommand
 from schemas.outputs import ReferralReward
 
 REFERRAL_ORDER_PREFIX = "referral:"
+
+
+def shop_orders(account: Account) -> Iterator[Order]:
+    """The orders the customer placed (not the synthetic orders of referral rewards)."""
+    return (o for o in account.orders.values() if not o.order_id.startswith(REFERRAL_ORDER_PREFIX))
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,18 +158,15 @@ def _earlier_qualifying_purchase(account: Account, policy: ReferralPolicy) -> Pu
             amount_cents=order.amount_cents - order.refunded_cents,
             currency=order.currency,
         )
-        for order in account.orders.values()
-        if order.currency is not None and not order.order_id.startswith(REFERRAL_ORDER_PREFIX)
+        for order in shop_orders(account)
+        if order.currency is not None
     ]
     qualifying = [p for p in candidates if converts(account, p, policy)]
     return min(qualifying, key=lambda p: (p.occurred_at, p.order_id), default=None)
 
 
 def _existing_customer(account: Account, signed_up_at: datetime) -> bool:
-    return any(
-        order.purchased_at < signed_up_at and not order.order_id.startswith(REFERRAL_ORDER_PREFIX)
-        for order in account.orders.values()
-    )
+    return any(order.purchased_at < signed_up_at for order in shop_orders(account))
 
 
 def converts(account: Account, purchase: Purchase, policy: ReferralPolicy) -> bool:

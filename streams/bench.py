@@ -19,7 +19,6 @@ from streams.bench_complaints import (
     catch_up,
     complaint_stream,
     paced_latency,
-    sandbox,
     with_provider,
 )
 from streams.bench_harness import (
@@ -34,6 +33,7 @@ from streams.bench_harness import (
 )
 from streams.housekeeping import purge
 from streams.kafka_io import ensure_topics
+from streams.sandbox_process import SandboxProcess
 from streams.settings import Settings, settings_env
 from streams.simulator import ShopSimulator, SimEvent
 from streams.worker_process import WorkerProcess, free_port
@@ -221,8 +221,8 @@ def run_bench(base: Settings, options: BenchOptions) -> int:
     """Run every phase beside a provider sandbox and print (and optionally save) the results."""
     run = uuid.uuid4().hex[:8]
     workdir = Path(tempfile.mkdtemp(prefix=f"rewards-bench-{run}-"))
-    with sandbox(workdir / "sandbox.log") as (url, key):
-        result = run_phases(with_provider(base, url, key), options, run, workdir)
+    with SandboxProcess(log_path=workdir / "sandbox.log") as sandbox:
+        result = run_phases(with_provider(base, sandbox), options, run, workdir)
     print_table(result)
     if options.json_path:
         options.json_path.write_bytes(orjson.dumps(asdict(result), option=orjson.OPT_INDENT_2))

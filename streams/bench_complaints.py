@@ -8,14 +8,8 @@ fixed rate on a fresh worker. Every complaint is by a new customer and compensat
 
 from __future__ import annotations
 
-import contextlib
-import os
-import secrets
-import subprocess
-import sys
 import time
-import urllib.request
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,6 +18,7 @@ from pydantic import SecretStr
 
 from streams.bench_harness import SETTLE_S, publish_all, scrape_cost
 from streams.inspect import read_topic
+from streams.sandbox_process import SandboxProcess
 from streams.settings import BudgetCaps, Settings, settings_env
 from streams.simulator import SimEvent
 from streams.worker_process import WorkerProcess, free_port
@@ -44,34 +39,12 @@ def complaint_stream(n: int, seed: int) -> list[SimEvent]:
     return out
 
 
-@contextlib.contextmanager
-def sandbox(log: Path) -> Iterator[tuple[str, str]]:
-    """The provider sandbox in a subprocess on a free port: yields (base URL, API key)."""
-    port, key = free_port(), f"sk_bench_{secrets.token_hex(12)}"
-    with log.open("ab") as out:
-        proc = subprocess.Popen(  # noqa: S603 - our own module, no shell
-            [sys.executable, "-m", "streams.giftcard_sandbox", "--port", str(port)],
-            env={**os.environ, "REWARDS_GIFT_CARD_API_KEY": key}, stdout=out, stderr=out,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            with contextlib.suppress(OSError):
-                urllib.request.urlopen(f"{url}/healthz", timeout=1).close()  # noqa: S310 - ours
-                break
-            time.sleep(0.05)
-        yield url, key
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-def with_provider(settings: Settings, url: str, key: str) -> Settings:
+def with_provider(settings: Settings, sandbox: SandboxProcess) -> Settings:
     """Settings that order from the sandbox with no budget cap."""
     return settings.model_copy(
         update={
-            "gift_card_provider_url": url,
-            "gift_card_api_key": SecretStr(key),
+            "gift_card_provider_url": sandbox.url,
+            "gift_card_api_key": SecretStr(sandbox.api_key),
             "compensation_budgets": {"EUR": BudgetCaps(day=None, month=None)},
         }
     )

@@ -13,12 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from redis.asyncio import Redis
-
 from processors.compensation import BudgetRequest, discount_code
 from processors.settlement import Settlement
 from schemas.outputs import CompensationDecision, RewardIssued
-from streams.compensation_budget import CompensationBudget, read_used
+from streams.compensation_budget import CompensationBudget
 from streams.compensation_metrics import CompensationMetrics
 from streams.emitter import Emitter
 
@@ -41,9 +39,9 @@ class CompensationDesk:
         self._metrics = metrics
         self._code_key = code_key
 
-    async def refresh_budget(self, redis: Redis, now: datetime) -> None:
+    async def refresh_budget(self, now: datetime) -> None:
         """Export what the budget has used today and this month (a new day starts at zero)."""
-        self._metrics.set_budget_used(await read_used(self._budget, redis, now))
+        self._metrics.set_budget_used(await self._budget.used(now))
 
     async def reserve(self, requests: Sequence[BudgetRequest], now: datetime) -> dict[str, str]:
         """The budget's answer for each request, by complaint event id (one Redis round trip)."""

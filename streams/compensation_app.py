@@ -15,7 +15,7 @@ from redis.exceptions import RedisError
 
 from processors.compensation import CompensationPolicy, Tier
 from streams.compensation import CompensationDesk
-from streams.compensation_budget import Caps, CompensationBudget
+from streams.compensation_budget import CompensationBudget
 from streams.compensation_metrics import CompensationMetrics
 from streams.emitter import Emitter
 from streams.fulfilment import GiftCardFulfilment, OrderRecords
@@ -45,11 +45,6 @@ def compensation_policy(settings: Settings) -> CompensationPolicy:
     )
 
 
-def budget_caps(settings: Settings) -> dict[str, Caps]:
-    """The budget per currency from settings."""
-    return {c: Caps(b.day, b.month) for c, b in settings.compensation_budgets.items()}
-
-
 def compensation_desk(
     settings: Settings,
     redis: Redis,
@@ -58,7 +53,7 @@ def compensation_desk(
     pipeline_metrics: PipelineMetrics,
 ) -> CompensationDesk:
     """The budget desk, emitting through the points ledger's emitter (stored after delivery)."""
-    caps = budget_caps(settings)
+    caps = settings.compensation_budgets
     metrics.prime(caps, [(t.name, t.currency) for t in settings.compensation_tiers])
     budget = CompensationBudget(
         redis,
@@ -75,7 +70,6 @@ def register_budget_timer(
     app: faust.App,
     settings: Settings,
     desk: CompensationDesk,
-    redis: Redis,
     clock: Callable[[], datetime],
 ) -> None:
     """Export the budget used every `lag_interval_s`, also when no complaint comes in."""
@@ -84,7 +78,7 @@ def register_budget_timer(
     async def export_compensation_budget() -> None:
         """Read today's and this month's reservations from Redis."""
         with contextlib.suppress(RedisError, OSError):  # a gauge may wait for the next tick
-            await desk.refresh_budget(redis, clock())
+            await desk.refresh_budget(clock())
 
 
 def discount_code_key(settings: Settings) -> bytes:

@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 
 from processors.compensation import BudgetRequest
 from streams.redis_retry import RedisRetry
+from streams.settings import BudgetCaps
 
 RESERVE_SCRIPT = """
 local ns, day, month = ARGV[1], ARGV[2], ARGV[3]
@@ -66,14 +67,6 @@ MONTH_TTL_S = 62 * 86_400
 
 
 @dataclass(frozen=True, slots=True)
-class Caps:
-    """A currency's budget in minor units per UTC day and month (None: no cap)."""
-
-    day: int | None
-    month: int | None
-
-
-@dataclass(frozen=True, slots=True)
 class Reserved:
     """The answers of one reservation call, and what each currency has used today and this month."""
 
@@ -85,20 +78,16 @@ class CompensationBudget:
     """Reserves compensations against the shared budget, one Redis round trip per batch."""
 
     def __init__(
-        self, redis: Redis, *, namespace: str, caps: Mapping[str, Caps], retry: RedisRetry
+        self, redis: Redis, *, namespace: str, caps: Mapping[str, BudgetCaps], retry: RedisRetry
     ) -> None:
+        self._redis = redis
         self._ns = namespace
         self._caps = dict(caps)
         self._retry = retry
         self._script = redis.register_script(RESERVE_SCRIPT)
 
     @property
-    def namespace(self) -> str:
-        """The app's Redis key prefix."""
-        return self._ns
-
-    @property
-    def caps(self) -> dict[str, Caps]:
+    def caps(self) -> dict[str, BudgetCaps]:
         """The configured caps by currency."""
         return dict(self._caps)
 
@@ -127,25 +116,21 @@ class CompensationBudget:
         used = {c: (int(d), int(m)) for c, (d, m) in found["used"].items()}
         return Reserved(answers, used)
 
-
-async def read_used(
-    budget: CompensationBudget, redis: Redis, now: datetime
-) -> dict[str, tuple[int, int]]:
-    """What each configured currency has reserved today and this month (for the gauges)."""
-    currencies = sorted(budget.caps)
-    keys = [
-        f"{budget.namespace}:comp:budget:{c}:{period}"
-        for c in currencies
-        for period in (f"day:{now:%Y-%m-%d}", f"month:{now:%Y-%m}")
-    ]
-    if not keys:
-        return {}
-    values = await redis.mget(keys)
-    used = [int(v or 0) for v in values]
-    return {c: (used[2 * i], used[2 * i + 1]) for i, c in enumerate(currencies)}
+    async def used(self, now: datetime) -> dict[str, tuple[int, int]]:
+        """What each configured currency has reserved today and this month (for the gauges)."""
+        currencies = sorted(self._caps)
+        keys = [
+            f"{self._ns}:comp:budget:{c}:{period}"
+            for c in currencies
+            for period in (f"day:{now:%Y-%m-%d}", f"month:{now:%Y-%m}")
+        ]
+        if not keys:
+            return {}
+        values = [int(v or 0) for v in await self._redis.mget(keys)]
+        return {c: (values[2 * i], values[2 * i + 1]) for i, c in enumerate(currencies)}
 
 
-def _cap(caps: Caps | None, period: str) -> int:
+def _cap(caps: BudgetCaps | None, period: str) -> int:
     """The cap for the script: -1 for none, 0 (nothing allowed) for an unconfigured currency."""
     if caps is None:
         return 0

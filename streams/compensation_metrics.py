@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from processors.compensation import BLOCK_REASONS
-from streams.compensation_budget import Caps
+from streams.settings import BudgetCaps
 
 PROVIDER_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 OUTCOMES = {
@@ -81,7 +81,7 @@ class CompensationMetrics:
             ),
         )  # fmt: skip
 
-    def prime(self, caps: Mapping[str, Caps], tiers: Iterable[tuple[str, str]]) -> None:
+    def prime(self, caps: Mapping[str, BudgetCaps], tiers: Iterable[tuple[str, str]]) -> None:
         """Create the known label sets at zero and export the budget limits."""
         for outcome, reasons in OUTCOMES.items():
             for reason in reasons:

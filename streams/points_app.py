@@ -78,7 +78,7 @@ def build_points_ledger(
     emitter = Emitter(settings)
     advocacy = AdvocacyWindows(advocacy_policy(settings))
     desk = compensation_desk(settings, redis, emitter, care_metrics, pipeline_metrics)
-    register_budget_timer(app, settings, desk, redis, clock)
+    register_budget_timer(app, settings, desk, clock)
     registry.register(AdvocacyCollector(advocacy, clock))
     ledger = PointsLedger(
         accounts=account_table(app, settings),

@@ -18,6 +18,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from processors.advocacy import AdvocacyPolicy
+from processors.compensation import CompensationPolicy
 from schemas.codec import CONTROL_TOPICS, INPUT_TOPICS, OUTPUT_TOPICS
 
 __all__ = ["CONTROL_TOPICS", "INPUT_TOPICS", "OUTPUT_TOPICS", "Settings", "settings_env"]
@@ -77,12 +79,16 @@ class BudgetCaps(BaseModel):
     month: int | None = Field(default=None, ge=0)
 
 
-DEFAULT_TIERS = (
-    CompensationTier(name="critical", severities=frozenset({"critical"}), amount_cents=5_000),
-    CompensationTier(name="high", severities=frozenset({"high"}), amount_cents=2_500),
-    CompensationTier(name="medium", severities=frozenset({"medium"}), amount_cents=1_000),
-    CompensationTier(name="low", severities=frozenset({"low"}), amount_cents=0),
+DEFAULT_TIERS = tuple(
+    CompensationTier(
+        name=t.name,
+        severities=frozenset(t.severities),  # type: ignore[arg-type]
+        amount_cents=t.amount_cents,
+        currency=t.currency,
+    )
+    for t in CompensationPolicy().tiers
 )
+"""The processors' default policy table (EUR 10 / 25 / 50 for medium / high / critical)."""
 DEFAULT_BUDGETS = {"EUR": BudgetCaps(day=100_000, month=2_000_000)}
 
 
@@ -158,10 +164,10 @@ class Settings(BaseSettings):
     )
     compensation_discount_share: float = Field(default=0.0, ge=0.0, le=1.0)
     compensation_experiment: Annotated[str, Field(min_length=1, max_length=64)] = "complaint-arm-v1"
-    advocacy_channels: tuple[Annotated[str, Field(min_length=1, max_length=32)], ...] = (
-        "email", "app", "web", "sms", "phone", "chat",
-    )  # fmt: skip
-    advocacy_repurchase_window: timedelta = timedelta(days=30)
+    advocacy_channels: tuple[Annotated[str, Field(min_length=1, max_length=32)], ...] = tuple(
+        sorted(AdvocacyPolicy().channels)
+    )
+    advocacy_repurchase_window: timedelta = AdvocacyPolicy().repurchase_window
     gift_card_provider_url: str = "http://127.0.0.1:18080"
     gift_card_provider_name: Annotated[str, Field(min_length=1, max_length=64)] = "sandbox"
     gift_card_api_key: SecretStr | None = Field(default=None, min_length=8)

@@ -18,9 +18,9 @@ from pydantic import SecretStr
 
 from streams.housekeeping import purge
 from streams.kafka_io import admin_client, ensure_topics
+from streams.sandbox_process import SandboxProcess
 from streams.settings import Settings, settings_env
 from streams.worker_process import WorkerProcess, free_port
-from tests.sandbox import SandboxProcess
 from tests.support import CI, REPO, unavailable
 
 

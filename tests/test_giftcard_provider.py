@@ -19,8 +19,8 @@ from streams.giftcard_client import (
     ProviderRejected,
     ProviderUnavailable,
 )
+from streams.sandbox_process import SandboxProcess
 from streams.worker_process import free_port
-from tests.sandbox import SandboxProcess
 
 FAST = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05, "poll_interval_s": 0.02}
 
