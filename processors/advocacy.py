@@ -16,9 +16,12 @@ whose customer purchased again within the repurchase window.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
+
+from msgspec import Struct
+from msgspec.structs import replace
 
 from processors.advocacy_state import InviteFact, SurveyFact
 from processors.compensation_state import ComplaintRecord
@@ -54,8 +57,7 @@ class AdvocacyPolicy:
         return max(w for _, w in self.windows)
 
 
-@dataclass(frozen=True, slots=True)
-class Fact:
+class Fact(Struct, frozen=True):
     """One contribution of one account to a windowed metric: its key and its time."""
 
     key: tuple[str, ...]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
+from msgspec import Struct
 
-@dataclass(frozen=True, slots=True)
-class SurveyFact:
+
+class SurveyFact(Struct, frozen=True, array_like=True):
     """One survey answer, kept for the longest window."""
 
     event_id: str
@@ -18,8 +18,7 @@ class SurveyFact:
     ces: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class InviteFact:
+class InviteFact(Struct, frozen=True, array_like=True):
     """One invitation sent by this customer, kept for the longest window."""
 
     event_id: str

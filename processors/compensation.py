@@ -15,9 +15,12 @@ card (the default, ordered from the provider) or a discount code of the same val
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
+
+from msgspec import Struct
+from msgspec.structs import replace
 
 from processors.compensation_state import PENDING, ComplaintRecord
 from processors.ids import stable_id
@@ -75,8 +78,7 @@ class CompensationPolicy:
     """Salt of the arm assignment: a new name re-draws the arms."""
 
 
-@dataclass(frozen=True, slots=True)
-class BudgetRequest:
+class BudgetRequest(Struct, frozen=True):
     """A compensation that passed every limit but the budget: reserve it, then decide."""
 
     event_id: str
@@ -86,8 +88,7 @@ class BudgetRequest:
     currency: str
 
 
-@dataclass(frozen=True, slots=True)
-class Care:
+class Care(Struct, frozen=True):
     """What one complaint did to an account, and what the world must hear about it."""
 
     account: Account

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
+
+from msgspec import Struct
 
 COMPENSATED = frozenset({"gift_card", "discount"})
 """Outcomes that compensated the customer (count against the per-customer period)."""
@@ -12,8 +13,7 @@ PENDING = "pending"
 limits of the customer's later complaints (never stored: the final settle has every answer)."""
 
 
-@dataclass(frozen=True, slots=True)
-class ComplaintRecord:
+class ComplaintRecord(Struct, frozen=True, array_like=True):
     """The decision on one complaint and the events that asked for it (at most one
     compensation per complaint, ever)."""
 

@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
+
+from msgspec import Struct
+from msgspec.structs import replace
 
 from processors.advocacy_state import InviteFact, SurveyFact
 from processors.compensation_state import ComplaintRecord
 from processors.ids import stable_id
 from processors.referral_state import Grant, Referee
+from schemas.outputs import AnomalyKind
 
 EntryKind = Literal["earn", "release", "reversal", "redemption", "referral"]
-AnomalyKind = Literal["redemption_shortfall", "reversal_shortfall", "refund_unknown_order"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +57,9 @@ class PointsPolicy:
     """How long an order is kept for refunds; a refund after that is `refund_unknown_order`."""
 
 
-@dataclass(frozen=True, slots=True)
-class Order:
-    """What one order earned and what happened to those points since."""
+class Order(Struct, frozen=True, array_like=True):
+    """What one order earned and what happened to those points since (stored: fields are only
+    ever added at the end, with a default)."""
 
     order_id: str
     event_id: str
@@ -70,34 +73,38 @@ class Order:
     refund_event_ids: tuple[str, ...] = ()
     redeemed: int = 0
     currency: str | None = None
+    conflicting_event_ids: tuple[str, ...] = ()
+    """Later purchase events that reused this order id with another amount or currency."""
 
 
-@dataclass(frozen=True, slots=True)
-class Account:
-    """A customer's points: balances and the orders that can still change them."""
+class Account(Struct, frozen=True, array_like=True):
+    """A customer's points: balances and the orders that can still change them (stored: fields
+    are only ever added at the end, with a default)."""
 
     customer_id: str
     pending: int = 0
     available: int = 0
     sequence: int = 0
     """How many ledger entries the account has had: the `sequence` of its latest entry."""
-    orders: Mapping[str, Order] = field(default_factory=dict)
-    orphan_refunds: Mapping[str, datetime] = field(default_factory=dict)
+    orders: dict[str, Order] = {}
+    orphan_refunds: dict[str, datetime] = {}
     """Refund event ids that named an unknown order, with their time: reported once, ever."""
     referral: Referee | None = None
     """The referral that brought this customer, if any (they are its referee)."""
     grants: tuple[Grant, ...] = ()
     """Referral rewards this customer earned as a referrer, within the longest cap period."""
-    complaints: Mapping[str, ComplaintRecord] = field(default_factory=dict)
+    complaints: dict[str, ComplaintRecord] = {}
     """Every complaint decided for this customer, by complaint id (compensation limits)."""
     surveys: tuple[SurveyFact, ...] = ()
     """Survey answers within the longest advocacy window."""
     invites: tuple[InviteFact, ...] = ()
     """Invitations this customer sent within the longest advocacy window."""
+    release_due_at: datetime | None = None
+    """No order has pending points to release before this (kept by `with_order` and
+    `release_due`, so a release check costs nothing until then); None: nothing pending."""
 
 
-@dataclass(frozen=True, slots=True)
-class LedgerEntry:
+class LedgerEntry(Struct, frozen=True):
     """One balance change, with the balances it leaves (append-only; id deterministic)."""
 
     entry_id: str
@@ -113,8 +120,7 @@ class LedgerEntry:
     occurred_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class Anomaly:
+class Anomaly(Struct, frozen=True):
     """Something to report and count, not an input error: its `kind` and the `points` short."""
 
     anomaly_id: str
@@ -123,10 +129,13 @@ class Anomaly:
     points: int
     source_event_id: str
     occurred_at: datetime
+    amount_cents: int | None = None
+    """The refund beyond the order, or the reused order id's other amount."""
+    currency: str | None = None
+    """The refund's or the reused order id's currency, where it matters."""
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(Struct, frozen=True):
     """The result of applying one event or one release to an account."""
 
     account: Account
@@ -150,18 +159,11 @@ def entry_for(  # noqa: PLR0917 - one balance change, all of it needed
     account: Account, kind: EntryKind, order: str, event_id: str, at: datetime, dp: int, da: int
 ) -> tuple[Account, LedgerEntry]:
     """Apply a balance change and describe it."""
-    after = Account(  # not dataclasses.replace: this is the hot path, and replace is 4x slower
-        account.customer_id,
-        account.pending + dp,
-        account.available + da,
-        account.sequence + 1,
-        account.orders,
-        account.orphan_refunds,
-        account.referral,
-        account.grants,
-        account.complaints,
-        account.surveys,
-        account.invites,
+    after = replace(
+        account,
+        pending=account.pending + dp,
+        available=account.available + da,
+        sequence=account.sequence + 1,
     )
     entry = LedgerEntry(
         entry_id=stable_id("le", kind, account.customer_id, order, event_id),
@@ -180,27 +182,25 @@ def entry_for(  # noqa: PLR0917 - one balance change, all of it needed
 
 
 def with_order(account: Account, order: Order) -> Account:
-    orders = {**account.orders, order.order_id: order}
-    return Account(
-        account.customer_id,
-        account.pending,
-        account.available,
-        account.sequence,
-        orders,
-        account.orphan_refunds,
-        account.referral,
-        account.grants,
-        account.complaints,
-        account.surveys,
-        account.invites,
-    )
+    """The account with `order` added or replaced (and its next release kept)."""
+    due = account.release_due_at
+    if order.pending > 0 and (due is None or order.release_at < due):
+        due = order.release_at
+    return replace(account, orders={**account.orders, order.order_id: order}, release_due_at=due)
 
 
 def _anomaly(  # noqa: PLR0917 - one anomaly, all of it needed
-    account: Account, kind: AnomalyKind, order_id: str, points: int, event_id: str, at: datetime
+    account: Account,
+    kind: AnomalyKind,
+    order_id: str,
+    points: int,
+    event_id: str,
+    at: datetime,
+    amount_cents: int | None = None,
+    currency: str | None = None,
 ) -> Anomaly:
     anomaly_id = stable_id("pa", kind, account.customer_id, order_id, event_id)
-    return Anomaly(anomaly_id, kind, order_id, points, event_id, at)
+    return Anomaly(anomaly_id, kind, order_id, points, event_id, at, amount_cents, currency)
 
 
 def earn(
@@ -216,13 +216,19 @@ def earn(
 ) -> Outcome:
     """A purchase: earn pending points for the order and debit the points redeemed at checkout.
 
-    A second purchase event for an order already recorded changes nothing (idempotent).
+    A second purchase event for an order already recorded changes nothing (idempotent); one that
+    names another amount or currency is an `order_id_reused` anomaly, reported once.
     """
-    if order_id in account.orders:
+    known = account.orders.get(order_id)
+    if known is not None and (
+        event_id == known.event_id or event_id in known.conflicting_event_ids
+    ):
         return Outcome(account)
     points = points_for(amount_cents, currency, at, policy)
     if points is None:
         return Outcome(account, rejection=f"no points rate for currency {currency}")
+    if known is not None:
+        return _reused(account, known, event_id, amount_cents, currency, at)
     entries: list[LedgerEntry] = []
     if points > 0:
         account, entry = entry_for(account, "earn", order_id, event_id, at, points, 0)
@@ -243,6 +249,20 @@ def earn(
     return Outcome(account, (*entries, *redemption.entries), redemption.anomalies)
 
 
+def _reused(  # noqa: PLR0917 - the order and the event that names it again
+    account: Account, order: Order, event_id: str, amount_cents: int, currency: str, at: datetime
+) -> Outcome:
+    """Another purchase event for a recorded order: the same purchase changes nothing; another
+    amount or currency is reported (once per event) and changes nothing either."""
+    if (amount_cents, currency) == (order.amount_cents, order.currency):
+        return Outcome(account)
+    reused = replace(order, conflicting_event_ids=(*order.conflicting_event_ids, event_id))
+    anomaly = _anomaly(
+        account, "order_id_reused", order.order_id, 0, event_id, at, amount_cents, currency
+    )
+    return Outcome(with_order(account, reused), anomalies=(anomaly,))
+
+
 def _redeem(account: Account, order_id: str, event_id: str, wanted: int, at: datetime) -> Outcome:
     """Debit up to `wanted` available points; a shortfall is an anomaly, not a negative balance."""
     if wanted <= 0:
@@ -261,13 +281,22 @@ def _redeem(account: Account, order_id: str, event_id: str, wanted: int, at: dat
 
 
 def reverse(
-    account: Account, *, event_id: str, order_id: str, refunded_cents: int, at: datetime
+    account: Account,
+    *,
+    event_id: str,
+    order_id: str,
+    refunded_cents: int,
+    at: datetime,
+    currency: str | None = None,
 ) -> Outcome:
     """A refund: remove the order's points in proportion to the amount refunded so far.
 
     Pending points of the order go first, then available ones. If the customer already spent them,
     the rest is a `reversal_shortfall` anomaly and the balance stays at zero. A refund event seen
-    before changes nothing; a refund for an unknown order is reported as an anomaly.
+    before changes nothing; a refund for an unknown order is reported as an anomaly, and so are a
+    refund beyond what is left of the order (`refund_exceeds_order`: the rest is reversed) and one
+    in another currency than the order's (`refund_currency_mismatch`: nothing is reversed, an
+    operator decides).
     """
     if event_id in account.orphan_refunds:
         return Outcome(account)  # reported as unknown once; stays so even if the order turns up
@@ -278,6 +307,19 @@ def reverse(
         return Outcome(replace(account, orphan_refunds=orphans), anomalies=(unknown,))
     if event_id in order.refund_event_ids:
         return Outcome(account)
+    if currency is not None and order.currency is not None and currency != order.currency:
+        seen = replace(order, refund_event_ids=(*order.refund_event_ids, event_id))
+        mismatch = _anomaly(account, "refund_currency_mismatch", order_id, 0, event_id, at,
+                            refunded_cents, currency)  # fmt: skip
+        return Outcome(with_order(account, seen), anomalies=(mismatch,))
+    return _reverse_share(account, order, event_id, refunded_cents, at)
+
+
+def _reverse_share(
+    account: Account, order: Order, event_id: str, refunded_cents: int, at: datetime
+) -> Outcome:
+    """Reverse the order's points for the share refunded so far (capped at the whole order)."""
+    beyond = order.refunded_cents + refunded_cents - order.amount_cents
     refunded = min(order.amount_cents, order.refunded_cents + refunded_cents)
     target = order.earned * refunded // order.amount_cents if order.amount_cents else order.earned
     due = target - order.reversed
@@ -286,13 +328,18 @@ def reverse(
     entries: tuple[LedgerEntry, ...] = ()
     if from_pending or from_available:
         account, entry = entry_for(
-            account, "reversal", order_id, event_id, at, -from_pending, -from_available
+            account, "reversal", order.order_id, event_id, at, -from_pending, -from_available
         )
         entries = (entry,)
     shortfall = due - from_pending - from_available
-    anomalies: tuple[Anomaly, ...] = ()
+    anomalies: list[Anomaly] = []
     if shortfall:
-        anomalies = (_anomaly(account, "reversal_shortfall", order_id, shortfall, event_id, at),)
+        anomalies.append(
+            _anomaly(account, "reversal_shortfall", order.order_id, shortfall, event_id, at)
+        )
+    if beyond > 0:
+        anomalies.append(_anomaly(account, "refund_exceeds_order", order.order_id, 0, event_id, at,
+                                  beyond, order.currency))  # fmt: skip
     order = replace(
         order,
         pending=order.pending - from_pending,
@@ -300,23 +347,25 @@ def reverse(
         reversed=target,
         refund_event_ids=(*order.refund_event_ids, event_id),
     )
-    return Outcome(with_order(account, order), entries, anomalies)
+    return Outcome(with_order(account, order), entries, tuple(anomalies))
 
 
 def release_due(account: Account, now: datetime) -> Outcome:
     """Move every order's pending points whose hold has ended (`release_at` <= now) to available."""
-    due = [o for o in account.orders.values() if o.pending > 0 and o.release_at <= now]
-    if not due:
+    if account.release_due_at is None or account.release_due_at > now:
         return Outcome(account)
+    due = [o for o in account.orders.values() if o.pending > 0 and o.release_at <= now]
     entries: list[LedgerEntry] = []
     for order in sorted(due, key=lambda o: (o.release_at, o.order_id)):
         account, entry = entry_for(
             account, "release", order.order_id, order.event_id,
             order.release_at, -order.pending, order.pending,
         )  # fmt: skip
-        account = with_order(account, replace(order, pending=0))
+        account = replace(
+            account, orders={**account.orders, order.order_id: replace(order, pending=0)}
+        )
         entries.append(entry)
-    return Outcome(account, tuple(entries))
+    return Outcome(replace(account, release_due_at=next_release(account)), tuple(entries))
 
 
 def next_release(account: Account) -> datetime | None:

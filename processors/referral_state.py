@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
+from msgspec import Struct
 
-@dataclass(frozen=True, slots=True)
-class Referee:
+
+class Referee(Struct, frozen=True, array_like=True):
     """The referral that brought a customer: who referred them, and how far it got."""
 
     referral_key: str
@@ -28,8 +28,7 @@ class Referee:
     decision_event_ids: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Grant:
+class Grant(Struct, frozen=True, array_like=True):
     """A referral reward for a referrer: credited or capped (counted against caps if credited)."""
 
     referral_key: str

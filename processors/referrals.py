@@ -21,8 +21,11 @@ ordinary hold-end sweep. Every id is deterministic, and every step is a no-op wh
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+
+from msgspec import Struct
+from msgspec.structs import replace
 
 from processors.fraud import strictest
 from processors.ids import stable_id
@@ -67,16 +70,14 @@ class ReferralPolicy:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class ConversionCheck:
+class ConversionCheck(Struct, frozen=True):
     """A purchase that converts a referral once the fraud scorer has had its say."""
 
     purchase: Purchase
     referral: Referee
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
+class Step(Struct, frozen=True):
     """What one referral step did to an account, and what the world must hear about it."""
 
     account: Account

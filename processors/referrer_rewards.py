@@ -6,8 +6,9 @@ referrer, so in order); each is idempotent per referral (`Account.grants`).
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime, timedelta
+
+from msgspec.structs import replace
 
 from processors.points import Account
 from processors.referral_records import command_outcome

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeAlias
 
+from msgspec import Struct
+
 from processors.advocacy import (
     AdvocacyPolicy,
     follow_up,
@@ -55,8 +57,7 @@ from schemas.models import (
 from schemas.outputs import CompensationDecision, ReferralReward
 
 
-@dataclass(frozen=True, slots=True)
-class Rejection:
+class Rejection(Struct, frozen=True):
     """An event the business rules refuse (not malformed input): dead-lettered with `reason`."""
 
     event_id: str
@@ -64,8 +65,7 @@ class Rejection:
     detail: str
 
 
-@dataclass(frozen=True, slots=True)
-class PointsCredit:
+class PointsCredit(Struct, frozen=True):
     """Points that became available to spend: announced on `rewards-issued` (kind `points`)."""
 
     reason: str
@@ -78,8 +78,7 @@ class PointsCredit:
     issued_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class Settlement:
+class Settlement(Struct, frozen=True):
     """The account after a batch, and everything the batch caused that the world must hear about."""
 
     account: Account
@@ -125,8 +124,15 @@ def settle(
     verdicts: Mapping[str, str] | None = None,
     *,
     grants: Mapping[str, str] | None = None,
+    times: Sequence[datetime] | None = None,
 ) -> Settlement:
-    """Apply a customer's events (in offset order) and every release due by `now`.
+    """Apply a customer's events in order, each at its own time, and every release due by `now`.
+
+    `times[i]` is when `events[i]` is processed (the stream's clock: never going back, and
+    `now` >= the last of them); without `times` every event is processed at `now`. Before each
+    event, the holds ended by its time are released and what is past retention is forgotten;
+    after the last, the same happens at `now`. So the outcome depends only on the events, their
+    times and `now`: never on how the events are cut into batches (tested).
 
     Each event is idempotent on its own (an order, refund, referral step or complaint already
     recorded changes nothing), so a replayed or redelivered event settles to the same account and
@@ -136,22 +142,49 @@ def settle(
     in `budget_requests`.
     """
     policies = policy if isinstance(policy, Policies) else Policies(policy)
-    steps: list[Outcome | Step | Care] = [release_due(account, now)]
+    steps: list[Outcome | Step | Care] = []
     rejections: list[Rejection] = []
-    for event in events:
-        taken = _steps(steps[-1].account, event, policies, now, verdicts or {}, grants or {})
+    current = account
+    for event, at in zip(events, times if times is not None else [now] * len(events), strict=True):
+        steps.append(_tick(current, at, policies))
+        taken = _steps(steps[-1].account, event, policies, at, verdicts or {}, grants or {})
         rejections += [
             Rejection(event.event_id, "no_points_rate", step.rejection)
             for step in taken
             if isinstance(step, Outcome) and step.rejection is not None
         ]
         steps += taken
-    steps.append(release_due(steps[-1].account, now))
+        current = _follow_up(steps[-1].account, policies)
+    steps.append(_tick(current, now, policies))
+    return _settlement(_follow_up(steps[-1].account, policies), steps, rejections)
+
+
+def _tick(account: Account, at: datetime, policies: Policies) -> Outcome:
+    """What time alone does to an account: release the holds ended by `at`, forget what is past
+    retention (orders, cap grants, survey answers and invitations)."""
+    released = release_due(account, at)
+    kept = released.account
+    if kept.orders or kept.orphan_refunds:
+        kept = prune(kept, at, policies.points)
+    if kept.grants:
+        kept = prune_grants(kept, at, policies.referrals)
+    if kept.surveys or kept.invites:
+        kept = prune_advocacy(kept, at, policies.advocacy)
+    return released if kept is released.account else Outcome(kept, released.entries)
+
+
+def _follow_up(account: Account, policies: Policies) -> Account:
+    """Each decided complaint's follow-up from what the account holds now."""
+    return follow_up(account, policies.advocacy) if account.complaints else account
+
+
+def _settlement(
+    final: Account, steps: Sequence[Outcome | Step | Care], rejections: Sequence[Rejection]
+) -> Settlement:
+    """Everything the steps caused that the world must hear about."""
     entries = tuple(e for step in steps if not isinstance(step, Care) for e in step.entries)
     referral = [step for step in steps if isinstance(step, Step)]
     care = [step for step in steps if isinstance(step, Care)]
-    final = prune_grants(prune(steps[-1].account, now, policies.points), now, policies.referrals)
-    final = follow_up(prune_advocacy(final, now, policies.advocacy), policies.advocacy)
     return Settlement(
         account=final,
         entries=entries,
@@ -216,6 +249,7 @@ def _apply(
             order_id=event.order_id,
             refunded_cents=event.amount_cents,
             at=event.occurred_at,
+            currency=event.currency,
         )
         return outcome, cancel_on_refund(outcome.account, event, referrals)
     outcome = earn(

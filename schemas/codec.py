@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import pathlib
+import re
 from datetime import datetime
 from functools import cache
 from typing import Any, Final
 
 import msgspec
-import orjson
 
-from schemas.models import INPUT_MODELS, InputEvent, Purchase
+from schemas.models import INPUT_MODELS, MAX_YEAR, MIN_YEAR, InputEvent, Purchase
 
 REASONS: Final = (
     "invalid_json",
@@ -25,6 +24,8 @@ REASONS: Final = (
     "no_points_rate",
     "provider_rejected",
     "provider_unavailable",
+    "out_of_range",
+    "processing_error",
 )
 """The dead-letter reasons this package produces (consumers must accept others too)."""
 
@@ -55,6 +56,9 @@ SCHEMA_DIR: Final = pathlib.Path(__file__).resolve().parent / "v1"
 """The published v1 JSON Schema files, `<topic>.schema.json`, and `examples/`."""
 
 MAX_DETAIL_CHARS: Final = 500
+MAX_DEPTH: Final = 32
+"""The deepest JSON nesting an input record may have (the v1 models need 3 levels): deeper
+records are dead-lettered as `schema_violation` instead of exhausting a parser's recursion."""
 
 
 class DecodeError(ValueError):
@@ -115,12 +119,15 @@ def _validation_reason(message: str) -> str:
 class Codec:
     """Turns raw input records into typed events, or raises DecodeError with a reason."""
 
-    __slots__ = ("_decoders", "max_event_bytes")
+    __slots__ = ("_decoders", "_timestamps", "max_event_bytes")
 
     def __init__(self, max_event_bytes: int = 65536) -> None:
         self.max_event_bytes = max_event_bytes
         self._decoders: dict[str, msgspec.json.Decoder[Any]] = {
             topic: msgspec.json.Decoder(model) for topic, model in INPUT_MODELS.items()
+        }
+        self._timestamps = {
+            topic: _timestamp_fields(model) for topic, model in INPUT_MODELS.items()
         }
 
     def decode(self, topic: str, raw: bytes) -> InputEvent:
@@ -132,13 +139,16 @@ class Codec:
         decoder = self._decoders.get(topic)
         if decoder is None:
             raise DecodeError("unknown_topic", _truncate(f"no input topic named {topic!r}"))
-        try:
-            event: InputEvent = decoder.decode(raw)
-        except msgspec.ValidationError as err:
-            message = str(err)
-            raise DecodeError(_validation_reason(message), _truncate(message)) from None
-        except (msgspec.DecodeError, UnicodeDecodeError) as err:
-            raise DecodeError("invalid_json", _truncate(str(err))) from None
+        if not raw.isascii():  # msgspec skips unknown fields' names without checking them
+            try:
+                raw.decode()
+            except UnicodeDecodeError as err:
+                raise DecodeError("invalid_json", _truncate(f"invalid UTF-8: {err}")) from None
+        event: InputEvent = _decode(decoder, raw)
+        if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and nesting_depth(raw) > MAX_DEPTH:
+            raise DecodeError("schema_violation", f"JSON nested deeper than {MAX_DEPTH} levels")
+        for name in self._timestamps[topic]:
+            _check_year(name, getattr(event, name))
         if type(event) is Purchase and event.currency not in CURRENCIES:
             raise DecodeError(
                 "unknown_currency",
@@ -147,38 +157,76 @@ class Codec:
         return event
 
 
-_LEAVES: Final = frozenset({str, int, float, bool, datetime})
-"""Types `_plain` hands to orjson as they are (the common case, checked first)."""
+def _decode(decoder: msgspec.json.Decoder[Any], raw: bytes) -> Any:
+    """One validating pass; an integral float (45.0, 1e2, -0.0) where an integer is expected is
+    an integer in JSON Schema, so such a record is decoded once more with those as integers."""
+    try:
+        return decoder.decode(raw)
+    except msgspec.ValidationError as err:
+        message = str(err)
+        if "got `float`" not in message:
+            raise DecodeError(_validation_reason(message), _truncate(message)) from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as err:
+        raise DecodeError("invalid_json", _truncate(str(err))) from None
+    except RecursionError:
+        raise DecodeError(
+            "schema_violation", f"JSON nested deeper than {MAX_DEPTH} levels"
+        ) from None
+    try:
+        return decoder.decode(
+            msgspec.json.encode(_integral_floats_as_ints(msgspec.json.decode(raw)))
+        )
+    except msgspec.ValidationError as err:
+        message = str(err)
+        raise DecodeError(_validation_reason(message), _truncate(message)) from None
 
 
-def _plain(value: Any) -> Any:
-    """A dataclass as a dict without its None fields, recursively; other values as they are."""
-    kind: type = type(value)
-    if kind in _LEAVES:
-        return value
-    names = _field_names(kind)
-    if names is not None:
-        return {
-            name: item if type(item) in _LEAVES else _plain(item)
-            for name in names
-            if (item := getattr(value, name)) is not None
-        }
-    if isinstance(value, tuple | list):
-        return [_plain(item) for item in value]
+def _integral_floats_as_ints(value: Any) -> Any:
+    """The same JSON value with every finite integral float as an int (45.0 -> 45)."""
+    if type(value) is float:
+        return int(value) if value.is_integer() else value
+    if type(value) is dict:
+        return {k: _integral_floats_as_ints(v) for k, v in value.items()}
+    if type(value) is list:
+        return [_integral_floats_as_ints(v) for v in value]
     return value
 
 
-@cache
-def _field_names(cls: type) -> tuple[str, ...] | None:
-    """A dataclass's field names (None for any other type); once per type."""
-    if not dataclasses.is_dataclass(cls):
-        return None
-    return tuple(field.name for field in dataclasses.fields(cls))
+_STRINGS: Final = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKETS: Final = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def nesting_depth(raw: bytes) -> int:
+    """How deeply the JSON document's arrays and objects nest (brackets in strings ignored)."""
+    depth = deepest = 0
+    for byte in _STRINGS.sub(b"", raw).translate(None, _NOT_BRACKETS):
+        depth += 1 if byte in (0x5B, 0x7B) else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def _timestamp_fields(model: type) -> tuple[str, ...]:
+    """The names of a model's timestamp fields (checked against the contract's year range)."""
+    return tuple(
+        f.name
+        for f in msgspec.structs.fields(model)
+        if "datetime" in str(f.type) or f.type is datetime
+    )
+
+
+def _check_year(name: str, value: datetime | None) -> None:
+    """The contract's timestamps are within years MIN_YEAR..MAX_YEAR (as written, with offset)."""
+    if value is not None and not MIN_YEAR <= value.year <= MAX_YEAR:
+        raise DecodeError(
+            "out_of_range",
+            f"{value.isoformat()} is outside the years {MIN_YEAR}-{MAX_YEAR} - at `$.{name}`",
+        )
+
+
+_ENCODER: Final = msgspec.json.Encoder()
 
 
 def encode(obj: Any) -> bytes:
-    """Serialise an output dataclass to JSON bytes, omitting fields that are None.
-
-    Timestamps come out as RFC 3339 with their offset ("Z" for UTC).
-    """
-    return orjson.dumps(_plain(obj), option=orjson.OPT_UTC_Z)
+    """Serialise an output model (a msgspec Struct) to JSON bytes; fields that are None are
+    omitted. Timestamps come out as RFC 3339 with their offset ("Z" for UTC)."""
+    return _ENCODER.encode(obj)

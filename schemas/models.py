@@ -1,20 +1,25 @@
-"""Typed v1 input events; `msgspec.json.Decoder(Model)` validates them in one decoding pass."""
+"""Typed v1 input events: frozen msgspec Structs that msgspec validates in one decoding pass."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal, TypeAlias
 
-from msgspec import Meta
+from msgspec import Meta, Struct
+from msgspec.structs import force_setattr
 
 MAX_SAFE_INT = 2**53 - 1
 """Largest integer every JSON consumer (including JavaScript) reads exactly: the cap on counts."""
 
 Id: TypeAlias = Annotated[str, Meta(min_length=1, max_length=128)]
 """An identifier: any string of 1..128 characters."""
+MIN_YEAR = 2000
+MAX_YEAR = 2099
+"""Timestamps are within these years (as written): the schemas' pattern says so, the codec checks
+it (`out_of_range`), so no date arithmetic on a record can leave the calendar."""
+
 Timestamp: TypeAlias = Annotated[datetime, Meta(tz=True)]
-"""An RFC 3339 timestamp that carries an offset ("Z" or "+hh:mm")."""
+"""An RFC 3339 timestamp that carries an offset ("Z" or "+hh:mm"), years MIN_YEAR to MAX_YEAR."""
 Currency: TypeAlias = Annotated[str, Meta(min_length=3, max_length=3, pattern="^[A-Z]{3}$")]
 """An ISO 4217 alphabetic code; membership in the active list is checked by the codec."""
 Cents: TypeAlias = Annotated[int, Meta(ge=0, le=MAX_SAFE_INT)]
@@ -35,8 +40,7 @@ OperatorDecision: TypeAlias = Literal["approve", "reject"]
 ReferralCommandKind: TypeAlias = Literal["signup", "credit_referrer", "cancel_referrer"]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ShippingAddress:
+class ShippingAddress(Struct, frozen=True, kw_only=True, omit_defaults=True):
     """Where an order ships; every part is optional."""
 
     line1: str | None = None
@@ -47,8 +51,7 @@ class ShippingAddress:
     country: CountryCode | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Context:
+class Context(Struct, frozen=True, kw_only=True, omit_defaults=True):
     """Signals about the customer's session, read by fraud scoring; every field is optional."""
 
     email: Email | None = None
@@ -59,8 +62,7 @@ class Context:
     shipping_address: ShippingAddress | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Purchase:
+class Purchase(Struct, frozen=True, kw_only=True, omit_defaults=True):
     """`purchases`, keyed by customer_id: a completed order or a refund of one."""
 
     event_id: Id
@@ -76,11 +78,10 @@ class Purchase:
     def __post_init__(self) -> None:
         """An explicit null for points_redeemed means the default, 0."""
         if self.points_redeemed is None:
-            object.__setattr__(self, "points_redeemed", 0)
+            force_setattr(self, "points_redeemed", 0)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Complaint:
+class Complaint(Struct, frozen=True, kw_only=True, omit_defaults=True):
     """`complaints`, keyed by customer_id: a complaint opened by a customer."""
 
     event_id: Id
@@ -93,8 +94,7 @@ class Complaint:
     channel: Channel | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Referral:
+class Referral(Struct, frozen=True, kw_only=True, omit_defaults=True):
     """`referrals`, keyed by referrer_id: an invitation sent, or the invitee signing up."""
 
     event_id: Id
@@ -118,8 +118,7 @@ class Referral:
                 raise ValueError("`context` is required when `type` is 'signed_up' - at `$`")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SurveyResponse:
+class SurveyResponse(Struct, frozen=True, kw_only=True, omit_defaults=True):
     """`survey-responses`, keyed by customer_id: an answer to an NPS survey."""
 
     event_id: Id
@@ -133,8 +132,7 @@ class SurveyResponse:
     comment: Annotated[str, Meta(max_length=2000)] | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FraudDecision:
+class FraudDecision(Struct, frozen=True, kw_only=True, omit_defaults=True):
     """`fraud-decisions`, keyed by referee_id: an operator's decision on a referral under review."""
 
     event_id: Id
@@ -146,8 +144,7 @@ class FraudDecision:
     reason: Annotated[str, Meta(max_length=500)] | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ReferralCommand:
+class ReferralCommand(Struct, frozen=True, kw_only=True, omit_defaults=True):
     """`referral-commands` (internal), keyed by customer_id: a referral step for the partition that
     owns that customer's account."""
 
@@ -182,8 +179,7 @@ class ReferralCommand:
                 )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GiftCardOrder:
+class GiftCardOrder(Struct, frozen=True, kw_only=True, omit_defaults=True):
     """`gift-card-orders` (internal), keyed by customer_id: a granted gift card to order from the
     provider, with the idempotency key every attempt reuses."""
 

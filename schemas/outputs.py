@@ -3,10 +3,9 @@ points-anomalies, referral-rewards, compensation-decisions) for `codec.encode`."
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated, Literal, TypeAlias
 
-from msgspec import Meta
+from msgspec import Meta, Struct
 
 from schemas.models import Cents, Currency, Decision, Id, ReferralCode, Severity, Timestamp
 
@@ -16,8 +15,7 @@ RewardKind: TypeAlias = Literal["points", "gift_card", "discount"]
 Subject: TypeAlias = Literal["signup", "conversion"]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GiftCard:
+class GiftCard(Struct, frozen=True, kw_only=True, omit_defaults=True):
     """The gift card ordered from a provider for a reward."""
 
     provider: ShortText
@@ -26,8 +24,7 @@ class GiftCard:
     code_ref: Id | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RewardIssued:
+class RewardIssued(Struct, frozen=True, kw_only=True, omit_defaults=True):
     """`rewards-issued`, keyed by customer_id: one reward granted to one customer."""
 
     reward_id: Id
@@ -55,16 +52,14 @@ class RewardIssued:
             )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FraudThresholds:
+class FraudThresholds(Struct, frozen=True, kw_only=True, omit_defaults=True):
     """The score cut-offs in force when the decision was taken."""
 
     review: float
     reject: float
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FraudRuleHit:
+class FraudRuleHit(Struct, frozen=True, kw_only=True, omit_defaults=True):
     """One rule that contributed to a fraud score, with its (hashed) evidence."""
 
     rule: ShortText
@@ -72,8 +67,7 @@ class FraudRuleHit:
     evidence: dict[str, str]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FraudAlert:
+class FraudAlert(Struct, frozen=True, kw_only=True, omit_defaults=True):
     """`fraud-alerts`, keyed by referee_id: the fraud decision on a referral or its conversion."""
 
     alert_id: Id
@@ -90,8 +84,7 @@ class FraudAlert:
     rules: tuple[FraudRuleHit, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DeadLetterSource:
+class DeadLetterSource(Struct, frozen=True, kw_only=True, omit_defaults=True):
     """Where a dead-lettered record was read."""
 
     topic: Annotated[str, Meta(min_length=1, max_length=249)]
@@ -100,8 +93,7 @@ class DeadLetterSource:
     timestamp_ms: Annotated[int, Meta(ge=0)] | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DeadLetter:
+class DeadLetter(Struct, frozen=True, kw_only=True, omit_defaults=True):
     """`dead-letter`, keyed by the original key: a record that could not be processed."""
 
     reason: ShortText
@@ -111,18 +103,25 @@ class DeadLetter:
     original_key_b64: str | None = None
     failed_at: Timestamp
     worker: Annotated[str, Meta(min_length=1, max_length=256)]
+    original_size: Annotated[int, Meta(ge=0)] | None = None
+    original_sha256: Annotated[str, Meta(pattern="^[0-9a-f]{64}$")] | None = None
+    original_truncated: bool | None = None
 
 
 SafeInt: TypeAlias = Annotated[int, Meta(ge=-(2**53 - 1), le=2**53 - 1)]
 Count: TypeAlias = Annotated[int, Meta(ge=0, le=2**53 - 1)]
 LedgerKind: TypeAlias = Literal["earn", "release", "reversal", "redemption", "referral"]
 AnomalyKind: TypeAlias = Literal[
-    "redemption_shortfall", "reversal_shortfall", "refund_unknown_order"
+    "redemption_shortfall",
+    "reversal_shortfall",
+    "refund_unknown_order",
+    "refund_exceeds_order",
+    "refund_currency_mismatch",
+    "order_id_reused",
 ]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PointsLedgerEntry:
+class PointsLedgerEntry(Struct, frozen=True, kw_only=True, omit_defaults=True):
     """`points-ledger`, keyed by customer_id: one change of a customer's points balances."""
 
     entry_id: Id
@@ -138,8 +137,7 @@ class PointsLedgerEntry:
     occurred_at: Timestamp
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PointsAnomaly:
+class PointsAnomaly(Struct, frozen=True, kw_only=True, omit_defaults=True):
     """`points-anomalies`, keyed by customer_id: a points shortfall or an unknown order refunded."""
 
     anomaly_id: Id
@@ -149,6 +147,8 @@ class PointsAnomaly:
     points: Count
     source_event_id: Id
     detected_at: Timestamp
+    amount_cents: Cents | None = None
+    currency: Currency | None = None
 
 
 ReferralRole: TypeAlias = Literal["referrer", "referee"]
@@ -157,8 +157,7 @@ ReferralRewardStatus: TypeAlias = Literal[
 ]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ReferralReward:
+class ReferralReward(Struct, frozen=True, kw_only=True, omit_defaults=True):
     """`referral-rewards`, keyed by customer_id: what became of one side of a referral's reward."""
 
     reward_id: Id
@@ -179,8 +178,7 @@ CompensationOutcome: TypeAlias = Literal["gift_card", "discount", "none", "block
 CompensationArm: TypeAlias = Literal["gift_card", "discount", "none"]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CompensationDecision:
+class CompensationDecision(Struct, frozen=True, kw_only=True, omit_defaults=True):
     """`compensation-decisions`, keyed by customer_id: what was decided for one complaint event,
     including every limit that said no."""
 

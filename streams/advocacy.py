@@ -48,8 +48,9 @@ class AdvocacyWindows:
     ) -> Iterator[tuple[int, Account]]:
         """Start over for `partitions`, indexing each account as it passes through (the scan
         after a recovery feeds the release schedule too)."""
-        self._facts = {p: defaultdict(SortedList) for p in partitions}
-        self._liability = {p: [0, 0] for p in partitions}
+        for partition in partitions:
+            self._facts[partition] = defaultdict(SortedList)
+            self._liability[partition] = [0, 0]
         for partition, account in accounts:
             self.track(partition, Account(account.customer_id), account)
             yield partition, account

@@ -1,19 +1,27 @@
-"""The ingest agent: one stream over all input topics, handled in batches."""
+"""The worker's agents: each batch is admitted by the gate, then each topic's events go to the
+domain function that handles them, and everything they refuse is dead-lettered."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Protocol
 
-import faust
-from faust.types import StreamT
+from confluent_kafka import Message
 
-from schemas.codec import FULFILMENT_TOPICS
 from streams.ingest import Admitted, Gate, Rejected
-from streams.settings import CONTROL_TOPICS, INPUT_TOPICS, Settings
 
 Handler = Callable[[Sequence[Admitted]], Awaitable[Sequence[Rejected]]]
-Agent = Callable[[StreamT[bytes]], Awaitable[None]]
+
+
+class Committable(Protocol):
+    """State a batch changes: applied locally once its transaction commits."""
+
+    def committed(self) -> None:
+        """The transaction committed."""
+
+    def discarded(self) -> None:
+        """The transaction was aborted."""
 
 
 async def accept(admitted: Sequence[Admitted]) -> Sequence[Rejected]:
@@ -21,51 +29,38 @@ async def accept(admitted: Sequence[Admitted]) -> Sequence[Rejected]:
     return ()
 
 
-INGEST_TOPICS = tuple(t for t in INPUT_TOPICS + CONTROL_TOPICS if t not in FULFILMENT_TOPICS)
-"""What the ingest agent reads: every input and control topic but the fulfilment agent's."""
+class Agents:
+    """One consumer's batches: admitted, handed to each topic's agent, dead letters out."""
 
+    def __init__(
+        self, gate: Gate, agents: Mapping[str, Handler], state: Sequence[Committable] = ()
+    ) -> None:
+        self._gate = gate
+        self._agents = dict(agents)
+        self._state = list(state)
 
-def subscribed(app: faust.App, settings: Settings, bases: Sequence[str]) -> faust.TopicT:
-    """Topics as one raw-bytes channel (co-partitioned: partition p of each is the same
-    customers); the codec, not Faust, decodes and validates."""
-    return app.topic(
-        *(settings.topic(base) for base in bases),
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=settings.partitions,
-        replicas=settings.replication_factor,
-    )
+    async def handle(self, records: list[Message]) -> None:
+        """Decode, validate and deduplicate the batch, then hand it to the domain processors
+        (topics that share an agent go to it together, in order)."""
+        admitted = await self._gate.admit(records)
+        by_agent: defaultdict[Handler, list[Admitted]] = defaultdict(list)
+        for item in admitted:
+            by_agent[self._agents.get(item.topic, accept)].append(item)
+        refused: set[int] = set()
+        for agent, items in by_agent.items():
+            rejected = await agent(items)
+            await self._gate.reject(rejected)
+            refused.update(id(r.item) for r in rejected)
+        self._gate.done([item for item in admitted if id(item) not in refused])
 
+    def committed(self) -> None:
+        """The transaction committed: counts and state become local."""
+        for state in self._state:
+            state.committed()
+        self._gate.committed()
 
-def ingest_agent(gate: Gate, handlers: Mapping[str, Handler], settings: Settings) -> Agent:
-    """Build the agent that admits each batch and hands every topic's events to its handler."""
-
-    async def ingest_events(stream: StreamT[bytes]) -> None:
-        """Decode, validate and deduplicate each batch, then hand it to the domain processors."""
-        batches = stream.take_events(settings.batch_max, within=settings.batch_within_s)  # type: ignore[attr-defined]
-        async for records in batches:
-            admitted = await gate.admit(records)
-            by_handler: defaultdict[Handler, list[Admitted]] = defaultdict(list)
-            for item in admitted:  # topics that share a handler go to it together, in order
-                by_handler[handlers.get(item.topic, accept)].append(item)
-            for handler, items in by_handler.items():
-                await gate.reject(await handler(items))
-            gate.done(admitted)
-
-    return ingest_events
-
-
-def register_ingest_agent(
-    app: faust.App, settings: Settings, gate: Gate, handlers: Mapping[str, Handler]
-) -> None:
-    """One agent over every input topic (measured faster than one agent per topic)."""
-    agent = ingest_agent(gate, handlers, settings)
-    app.agent(subscribed(app, settings, INGEST_TOPICS), name="ingest-events")(agent)
-
-
-def register_fulfilment_agent(
-    app: faust.App, settings: Settings, gate: Gate, handler: Handler
-) -> None:
-    """An agent of its own for gift-card orders: a slow provider holds only these batches."""
-    agent = ingest_agent(gate, dict.fromkeys(FULFILMENT_TOPICS, handler), settings)
-    app.agent(subscribed(app, settings, FULFILMENT_TOPICS), name="fulfil-gift-cards")(agent)
+    def discarded(self) -> None:
+        """The transaction was aborted: its records are read again."""
+        for state in self._state:
+            state.discarded()
+        self._gate.discarded()

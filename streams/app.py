@@ -1,36 +1,57 @@
-"""`create_app(settings)`: the Faust app with its topics, adapters, agents and metrics."""
+"""`create_app(settings)`: the Faust app, its two loops, web pages, timers and metrics.
+
+Faust runs the worker: its lifecycle and signals, the web server and the timers. Kafka is not
+Faust's here (the app is started with `enable_kafka=False`): the loops own their consumers and
+transactional producers (`streams.runtime`, `streams.pipeline`), so that positions, commits and
+state recovery are theirs and batches never go through Faust's per-record stream machinery
+(faust-streaming #517, #596, #606 are about exactly those).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable
 
 import faust
-from faust.types import TP
+from faust.app.base import BootStrategy
+from mode import Service
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from schemas.codec import REASONS, Codec
-from schemas.models import Referral
-from streams.agents import Handler, register_fulfilment_agent, register_ingest_agent
-from streams.compensation_app import build_fulfilment
+from schemas.codec import REASONS
+from streams.compensation_app import build_fulfilment, register_budget_timer
 from streams.compensation_metrics import CompensationMetrics
-from streams.dead_letter import DeadLetterSink
-from streams.dedupe import FirstSeenIndex, seen_namespace
-from streams.ingest import Admitted, Gate, Rejected
 from streams.metrics import PipelineMetrics, serve_metrics
-from streams.points import Clock
-from streams.points_app import build_points_ledger, wall_clock
-from streams.referral_intake import ReferralIntake
+from streams.points import Clock, wall_clock
+from streams.points_app import HotPath, Wiring, build_hot_path
+from streams.runtime import Loop
 from streams.settings import CONTROL_TOPICS, INPUT_TOPICS, Settings
-from streams.tuning import limit_fetch_wait
+from streams.web import register_pages
 
-DEAD_LETTER_MAX_BYTES = 4 * 1024 * 1024  # base64 of a 1 MiB record plus its envelope
+log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, clock: Clock = wall_clock) -> faust.App:
+class Rewards:
+    """What `create_app` built: the loops and how the worker reacts when one fails."""
+
+    def __init__(self, hot: HotPath, loops: list[Loop], shutdown_timeout_s: float) -> None:
+        self.hot = hot
+        self.loops = loops
+        self.shutdown_timeout_s = shutdown_timeout_s
+        self.on_fatal: Callable[[BaseException], None] = _exit_now
+        """Replaced by the CLI with a graceful stop of the Faust worker (exit code 1)."""
+
+    def fatal(self, exc: BaseException) -> None:
+        """A loop or a recovery failed: the worker must exit non-zero, promptly."""
+        self.on_fatal(exc)
+
+
+def create_app(
+    settings: Settings, clock: Clock = wall_clock, partitions: int | None = None
+) -> faust.App:
     """Build the worker's Faust app; Faust's own env variables are ignored (`env={}`)."""
-    limit_fetch_wait(settings.fetch_max_wait_ms)
     app = faust.App(
         settings.app_id,
         env={},
@@ -42,101 +63,74 @@ def create_app(settings: Settings, clock: Clock = wall_clock) -> faust.App:
         web_port=settings.web_port,
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
-        broker_max_poll_records=5000,
-        consumer_max_fetch_size=settings.fetch_max_partition_bytes,
-        stream_buffer_maxsize=20000,
-        producer_max_request_size=DEAD_LETTER_MAX_BYTES + 65_536,
-        consumer_auto_offset_reset="earliest",
-        broker_commit_interval=settings.commit_interval_s,
-        broker_session_timeout=settings.session_timeout_s,
     )
+    app.boot_strategy = BootStrategy(app, enable_kafka=False, enable_sensors=False)
     registry = CollectorRegistry()
     serve_metrics(app, registry)
     metrics = PipelineMetrics.create(registry)
     metrics.prime(INPUT_TOPICS + CONTROL_TOPICS, REASONS)
     redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
-    gate = build_gate(app, settings, metrics, redis)
     care_metrics = CompensationMetrics.create(registry)
-    ledger, intake = build_points_ledger(
-        app,
-        settings,
-        registry=registry,
-        pipeline_metrics=metrics,
-        redis=redis,
-        care_metrics=care_metrics,
-        clock=clock,
-    )
-    accounts = ledger.settle_customer_events  # one call per batch for all of a customer's events
-    handlers = {
-        "purchases": accounts,
-        "complaints": accounts,
-        "survey-responses": accounts,
-        "referral-commands": accounts,
-        "fraud-decisions": accounts,
-        "referrals": referrals_handler(intake, accounts),
-    }
-    register_ingest_agent(app, settings, gate, handlers)
-    fulfilment = build_fulfilment(app, settings, redis, care_metrics, metrics)
-    register_fulfilment_agent(app, settings, gate, fulfilment.fulfil_orders)
-    register_lag_timer(app, settings, gate, metrics)
+    rewards: Rewards | None = None
+
+    def fatal(exc: BaseException) -> None:
+        assert rewards is not None
+        rewards.fatal(exc)
+
+    wiring = Wiring(settings, registry, metrics, redis, care_metrics, clock)
+    hot = build_hot_path(wiring, partitions=partitions or settings.partitions, fatal=fatal)
+    fulfilment = build_fulfilment(settings, redis, care_metrics, metrics, fatal)
+    rewards = Rewards(hot, [hot.loop, fulfilment], settings.shutdown_timeout_s)
+    app.rewards = rewards  # type: ignore[attr-defined]
+    register_pages(app, hot, rewards.loops, f"{settings.web_host}:{settings.web_port}")
+    register_budget_timer(app, settings, hot.ledger.care, clock)
+    register_lag_timer(app, settings, rewards.loops, metrics)
+    app.service(loops_service(rewards))
     return app
 
 
-def referrals_handler(intake: ReferralIntake, accounts: Handler) -> Handler:
-    """Sign-ups are scored on the referrer's partition; invitations join the referrer's account."""
+def loops_service(rewards: Rewards) -> type[Service]:
+    """A service that starts the loops with the app and stops them (bounded) before it stops."""
 
-    async def handle_referrals(admitted: Sequence[Admitted]) -> Sequence[Rejected]:
-        """Score and forward the sign-ups, remember the invitations."""
-        invites = [
-            a for a in admitted if isinstance(a.event, Referral) and a.event.type == "invited"
-        ]
-        return [*await intake.score_signups(admitted), *await accounts(invites)]
+    class Loops(Service):
+        """The worker's consumer loops."""
 
-    return handle_referrals
+        async def on_start(self) -> None:
+            """Set up the clients, join the groups, start the loops."""
+            for loop in rewards.loops:
+                await loop.start(rewards.fatal)
 
+        async def on_stop(self) -> None:
+            """Finish and commit the batch in hand, leave the groups, close the clients."""
+            await asyncio.gather(*(loop.stop(rewards.shutdown_timeout_s) for loop in rewards.loops))
 
-def build_gate(app: faust.App, settings: Settings, metrics: PipelineMetrics, redis: Redis) -> Gate:
-    """Wire the codec, the Redis first-seen index and the dead-letter sink."""
-    dead_letter_topic = app.topic(
-        settings.topic("dead-letter"),
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=settings.partitions,
-        replicas=settings.replication_factor,
-        config={"max.message.bytes": str(DEAD_LETTER_MAX_BYTES)},
-    )
-    first_seen = FirstSeenIndex(
-        redis,
-        namespace=seen_namespace(settings.app_id),
-        ttl_s=settings.dedupe_ttl_s,
-        retry_max_s=settings.redis_retry_max_s,
-        metrics=metrics,
-    )
-    return Gate(
-        {settings.topic(base): base for base in INPUT_TOPICS + CONTROL_TOPICS},
-        Codec(max_event_bytes=settings.max_event_bytes),
-        first_seen,
-        DeadLetterSink(dead_letter_topic, metrics),
-        metrics,
-    )
+    return Loops
 
 
 def register_lag_timer(
-    app: faust.App, settings: Settings, gate: Gate, metrics: PipelineMetrics
+    app: faust.App, settings: Settings, loops: list[Loop], metrics: PipelineMetrics
 ) -> None:
-    """Export consumer lag per assigned input partition every `lag_interval_s`."""
+    """Export consumer lag per assigned partition every `lag_interval_s`."""
+    exported: set[tuple[str, str]] = set()
 
     @app.timer(settings.lag_interval_s, name="export-consumer-lag")  # type: ignore[untyped-decorator]
     async def export_consumer_lag() -> None:
-        """Set the lag gauge from each partition's high watermark and read offset."""
-        assigned = app.consumer.assignment()
-        for (topic, partition), offset in list(gate.read_offsets.items()):
-            tp = TP(topic, partition)
-            if tp not in assigned:
-                gate.read_offsets.pop((topic, partition), None)
-                with contextlib.suppress(KeyError):
-                    metrics.lag.remove(topic, str(partition))
-                continue
-            highwater = app.consumer.highwater(tp)
-            if highwater is not None:
-                metrics.lag.labels(topic, str(partition)).set(max(0, highwater - offset - 1))
+        """Set the lag gauge from each partition's high watermark and read position."""
+        current: set[tuple[str, str]] = set()
+        for loop in loops:
+            for (topic, partition), lag in loop.source.lag().items():
+                metrics.lag.labels(topic, str(partition)).set(lag)
+                current.add((topic, str(partition)))
+        for labels in exported - current:
+            with contextlib.suppress(KeyError):
+                metrics.lag.remove(*labels)
+        exported.clear()
+        exported.update(current)
+
+
+def _exit_now(exc: BaseException) -> None:
+    """Without a CLI worker around: exit the process non-zero at once."""
+    import os  # noqa: PLC0415
+
+    log.critical("fatal: %r", exc)
+    os._exit(1)

@@ -16,9 +16,9 @@ from datetime import datetime
 from processors.compensation import BudgetRequest, discount_code
 from processors.settlement import Settlement
 from schemas.outputs import CompensationDecision, RewardIssued
+from streams.adapters.outbox import Outbox
 from streams.compensation_budget import CompensationBudget
 from streams.compensation_metrics import CompensationMetrics
-from streams.emitter import Emitter
 
 COMPENSATION_REASON = "complaint_compensation"
 
@@ -30,7 +30,7 @@ class CompensationDesk:
         self,
         *,
         budget: CompensationBudget,
-        emitter: Emitter,
+        emitter: Outbox,
         metrics: CompensationMetrics,
         code_key: bytes,
     ) -> None:
@@ -49,18 +49,19 @@ class CompensationDesk:
         self._metrics.set_budget_used(reserved.used)
         return reserved.answers
 
-    def publish(self, settlement: Settlement) -> int:
-        """Emit a settlement's decisions, gift-card orders and discounts; the rewards emitted."""
-        rewards = 0
+    def publish(self, settlement: Settlement) -> None:
+        """Produce a settlement's decisions, gift-card orders and discounts."""
         for decision in settlement.decisions:
             self._emitter.emit("compensation-decisions", decision.customer_id, decision)
-            self._count(decision)
             if decision.outcome == "discount":
                 self._emitter.emit("rewards-issued", decision.customer_id, self._discount(decision))
-                rewards += 1
         for order in settlement.orders:
             self._emitter.emit("gift-card-orders", order.customer_id, order)
-        return rewards
+
+    def count(self, settlement: Settlement) -> None:
+        """Count a committed settlement's decisions."""
+        for decision in settlement.decisions:
+            self._count(decision)
 
     def _count(self, decision: CompensationDecision) -> None:
         self._metrics.decisions.labels(decision.outcome, decision.reason, decision.arm).inc()

@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 import faust
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from processors.compensation import CompensationPolicy, Tier
+from schemas.codec import FULFILMENT_TOPICS
+from streams.adapters.kafka_source import KafkaSource
+from streams.adapters.outbox import Outbox
+from streams.agents import Agents
 from streams.compensation import CompensationDesk
 from streams.compensation_budget import CompensationBudget
 from streams.compensation_metrics import CompensationMetrics
-from streams.emitter import Emitter
 from streams.fulfilment import GiftCardFulfilment, OrderRecords
 from streams.giftcard_client import GiftCardProvider
-from streams.metrics import PipelineMetrics
+from streams.ingest import StreamClocks
+from streams.kafka_io import consumer_config, instance_id, producer_config
+from streams.metrics import PipelineMetrics, source_metrics
+from streams.metrics import loop_metrics as fulfilment_metrics
+from streams.pipeline import Pipeline, PoisonRecords
 from streams.redis_retry import RedisRetry
+from streams.runtime import Fatal, Loop, Ownership, build_gate, loop_settings
 from streams.settings import Settings
 
 
@@ -48,11 +56,11 @@ def compensation_policy(settings: Settings) -> CompensationPolicy:
 def compensation_desk(
     settings: Settings,
     redis: Redis,
-    emitter: Emitter,
+    emitter: Outbox,
     metrics: CompensationMetrics,
     pipeline_metrics: PipelineMetrics,
 ) -> CompensationDesk:
-    """The budget desk, emitting through the points ledger's emitter (stored after delivery)."""
+    """The budget desk, emitting into the hot path's transaction."""
     caps = settings.compensation_budgets
     metrics.prime(caps, [(t.name, t.currency) for t in settings.compensation_tiers])
     budget = CompensationBudget(
@@ -109,29 +117,59 @@ def gift_card_provider(settings: Settings, metrics: CompensationMetrics) -> Gift
 
 
 def build_fulfilment(
-    app: faust.App,
     settings: Settings,
     redis: Redis,
     metrics: CompensationMetrics,
     pipeline_metrics: PipelineMetrics,
-) -> GiftCardFulfilment:
-    """The fulfilment handler with its own emitter; the provider's session closes on shutdown."""
+    fatal: Fatal,
+) -> Loop:
+    """The fulfilment loop: its own consumer group, producer and provider session."""
     provider = gift_card_provider(settings, metrics)
-
-    @app.on_before_shutdown.connect  # type: ignore[arg-type]
-    async def close_provider(sender: faust.App, **_: Any) -> None:
-        """Close the provider's HTTP session."""
-        await provider.close()
-
+    outbox = Outbox(
+        producer_config(settings, f"{settings.app_id}-fulfilment-{instance_id(settings)}"),
+        settings.topic_prefix,
+    )
     records = OrderRecords(
         redis,
         namespace=settings.app_id,
         retry=RedisRetry("gift_card_records", settings.redis_retry_max_s, pipeline_metrics),
     )
-    return GiftCardFulfilment(
+    fulfilment = GiftCardFulfilment(
         provider=provider,
         provider_name=settings.gift_card_provider_name,
         records=records,
-        emitter=Emitter(settings),
+        emitter=outbox,
         metrics=metrics,
     )
+    poison = PoisonRecords()
+    gate = build_gate(
+        settings, FULFILMENT_TOPICS, redis=redis, metrics=pipeline_metrics, outbox=outbox,
+        clocks=StreamClocks(), poison=poison,
+    )  # fmt: skip
+    loop_metrics = fulfilment_metrics(
+        pipeline_metrics, "fulfilment", settings.topic_prefix, ("rewards-issued", "dead-letter")
+    )
+    ownership = Ownership(fatal, loop_metrics)
+    client_id = f"{settings.app_id}-fulfilment@{settings.web_host}:{settings.web_port}"
+    source = KafkaSource(
+        consumer_config(settings, f"{settings.app_id}-fulfilment", client_id),
+        [settings.topic(t) for t in FULFILMENT_TOPICS],
+        ownership,
+        source_metrics(pipeline_metrics, "fulfilment"),
+    )
+    agents = Agents(gate, dict.fromkeys(FULFILMENT_TOPICS, fulfilment.fulfil_orders))
+    pipeline = Pipeline(
+        "fulfilment", source, outbox, agents, loop=loop_settings(settings), poison=poison,
+        metrics=loop_metrics,
+    )  # fmt: skip
+    ownership.pipeline, ownership.source = pipeline, source
+
+    async def start() -> None:
+        await asyncio.to_thread(outbox.start, settings.startup_timeout_s)
+
+    async def close() -> None:
+        source.close()
+        outbox.close()
+        await provider.close()
+
+    return Loop(pipeline, source, start, close)

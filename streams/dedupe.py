@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 from processors.delivery import Position
 from streams.metrics import PipelineMetrics
 from streams.redis_retry import RedisRetry
+from streams.settings import Settings
 
 # One round trip and one command per batch: redis-py spends ~15 µs of Python per pipelined command,
 # a script call costs that once. KEYS[i] is marked with ARGV[i + 1] unless it exists; the reply
@@ -70,3 +71,14 @@ class FirstSeenIndex:
         args: list[str | int] = [self._ttl_s, *(position.token() for _, position in entries)]
         replies = await self._script(keys=keys, args=args)
         return [r.decode() if isinstance(r, bytes) else None for r in replies]
+
+
+def first_seen_index(settings: Settings, redis: Redis, metrics: PipelineMetrics) -> FirstSeenIndex:
+    """The Redis first-seen index of event ids, from settings."""
+    return FirstSeenIndex(
+        redis,
+        namespace=seen_namespace(settings.app_id),
+        ttl_s=settings.dedupe_ttl_s,
+        retry_max_s=settings.redis_retry_max_s,
+        metrics=metrics,
+    )

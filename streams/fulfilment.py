@@ -10,7 +10,7 @@ Idempotent end to end without relying on Kafka transactions, per order:
    the provider's answer and the commit, or a restart asks again with the same key, and the
    provider answers with the order it already made;
 3. the answer is recorded (`issued`), then announced on `rewards-issued` (kind gift_card, the
-   order's deterministic reward_id), and the batch waits for the broker before Faust commits.
+   order's deterministic reward_id) in the transaction that commits the order's offset.
 
 A permanent provider error (4xx) is recorded as `failed` and dead-lettered with the reason;
 transient errors (5xx, timeouts) are retried with backoff by the client, and if they last beyond
@@ -30,9 +30,9 @@ from redis.asyncio import Redis
 
 from schemas.models import GiftCardOrder
 from schemas.outputs import GiftCard, RewardIssued
+from streams.adapters.outbox import Outbox
 from streams.compensation import COMPENSATION_REASON
 from streams.compensation_metrics import CompensationMetrics
-from streams.emitter import Emitter
 from streams.giftcard_client import (
     GiftCardProvider,
     GiftCardRequest,
@@ -102,7 +102,7 @@ class GiftCardFulfilment:
         provider: GiftCardProvider,
         provider_name: str,
         records: OrderRecords,
-        emitter: Emitter,
+        emitter: Outbox,
         metrics: CompensationMetrics,
     ) -> None:
         self._provider = provider
@@ -142,7 +142,6 @@ class GiftCardFulfilment:
         for order, record in zip(orders, known, strict=True):
             if record.get("state") == "issued":
                 self._emitter.emit("rewards-issued", order.customer_id, self._reward(order, record))
-        await self._emitter.delivered()
         return rejected
 
     async def _place(self, order: GiftCardOrder) -> Answer:

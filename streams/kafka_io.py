@@ -1,9 +1,12 @@
-"""Plain confluent-kafka clients for operational commands: topic creation and fast publishing."""
+"""confluent-kafka clients: topic creation, the worker's client configurations, fast publishing."""
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
+import socket
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -14,25 +17,43 @@ from streams.settings import CONTROL_TOPICS, INPUT_TOPICS, OUTPUT_TOPICS, Settin
 
 log = logging.getLogger(__name__)
 
+DEAD_LETTER_MAX_BYTES = 4 * 1024 * 1024
+BROKER_TIME = {"message.timestamp.type": "LogAppendTime"}
+"""Input and control topics carry the broker's append time: the stream's clock never depends on a
+producer's clock, and it never goes back within a partition."""
 TOPIC_CONFIGS: dict[str, dict[str, str]] = {
     "dead-letter": {
-        "max.message.bytes": str(4 * 1024 * 1024),
+        "max.message.bytes": str(DEAD_LETTER_MAX_BYTES),
         "retention.ms": str(30 * 86_400_000),
     },
+    **{name: BROKER_TIME for name in INPUT_TOPICS + CONTROL_TOPICS},
 }
+CHANGELOG_CONFIG = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
+WORKER_TOPICS = INPUT_TOPICS + CONTROL_TOPICS + OUTPUT_TOPICS
+
+
+class TopicLayoutError(ValueError):
+    """The topics cannot be processed together (their partition counts differ)."""
 
 
 @functools.cache
 def admin_client(bootstrap_servers: str) -> AdminClient:
     """One AdminClient per cluster for the whole process (no new connection per topic call)."""
-    return AdminClient({"bootstrap.servers": bootstrap_servers})
+    return AdminClient(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            "reconnect.backoff.ms": 100,
+            "reconnect.backoff.max.ms": 5000,
+        }
+    )
 
 
 def ensure_topics(
-    settings: Settings, names: Iterable[str] = INPUT_TOPICS + CONTROL_TOPICS + OUTPUT_TOPICS
+    settings: Settings, names: Iterable[str] = WORKER_TOPICS, timeout_s: float = 60.0
 ) -> None:
-    """Create the product's topics if missing, with the configured partitions and replication."""
-    admin = admin_client(settings.kafka_bootstrap_servers)
+    """Create the product's topics (and the accounts' changelog) if missing, with the configured
+    partitions and replication; while the cluster cannot answer (a broker starting or gone),
+    retry with backoff for up to `timeout_s`."""
     wanted = [
         NewTopic(
             settings.topic(name),
@@ -42,25 +63,152 @@ def ensure_topics(
         )
         for name in names
     ]
+    if set(names) >= set(INPUT_TOPICS):
+        wanted.append(
+            NewTopic(
+                settings.changelog_topic(),
+                num_partitions=settings.partitions,
+                replication_factor=settings.replication_factor,
+                config=CHANGELOG_CONFIG,
+            )
+        )
+    deadline, attempt = time.monotonic() + timeout_s, 0
+    while wanted:
+        wanted = _create(settings, wanted)
+        if wanted:
+            attempt += 1
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not create topics {[t.topic for t in wanted]}")
+            delay = min(5.0, 0.2 * 2**attempt)
+            log.warning("cluster not ready to create %d topics; retry %d in %.1fs",
+                        len(wanted), attempt, delay)  # fmt: skip
+            time.sleep(delay)
+
+
+def _create(settings: Settings, wanted: list[NewTopic]) -> list[NewTopic]:
+    """Create what is missing; returns the topics to try again (transient errors)."""
+    admin = admin_client(settings.kafka_bootstrap_servers)
+    again = []
+    by_name = {t.topic: t for t in wanted}
     for topic, future in admin.create_topics(wanted, operation_timeout=30).items():
         try:
             future.result()
             log.info("created topic %s", topic)
         except KafkaException as exc:
-            if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
+            error = exc.args[0]
+            if error.name() == "TOPIC_ALREADY_EXISTS":
+                continue
+            if error.name() in _DEFINITIVE:
                 raise
+            log.warning("creating %s: %s (retrying)", topic, error)
+            again.append(by_name[topic])
+    return again
 
 
-def delete_topics(
-    settings: Settings, names: Iterable[str] = INPUT_TOPICS + CONTROL_TOPICS + OUTPUT_TOPICS
-) -> None:
-    """Delete the product's topics under this settings' prefix, and Faust's internal ones."""
+_DEFINITIVE = {
+    "INVALID_CONFIG", "INVALID_PARTITIONS", "INVALID_TOPIC_EXCEPTION", "POLICY_VIOLATION",
+    "TOPIC_AUTHORIZATION_FAILED", "CLUSTER_AUTHORIZATION_FAILED", "INVALID_REQUEST",
+    "UNSUPPORTED_VERSION",
+}  # fmt: skip
+"""Creation errors that retrying cannot fix; any other (a broker or the controller away, a
+timeout, too few brokers for the replication factor yet) is retried until the start-up timeout."""
+
+
+def partition_count(settings: Settings, names: Iterable[str], timeout_s: float = 60.0) -> int:
+    """The partition count shared by `names` (and the changelog); TopicLayoutError if they
+    differ: partition p of each must hold the same customers."""
+    admin = admin_client(settings.kafka_bootstrap_servers)
+    topics = [settings.topic(n) for n in names] + [settings.changelog_topic()]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = admin.list_topics(timeout=30).topics
+        counts = {t: len(found[t].partitions) for t in topics if t in found and not found[t].error}
+        if len(counts) == len(topics) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    missing = sorted(set(topics) - set(counts))
+    if missing:
+        raise TopicLayoutError(f"topics missing: {', '.join(missing)}")
+    if len(set(counts.values())) != 1:
+        listed = ", ".join(f"{t}={n}" for t, n in sorted(counts.items()))
+        raise TopicLayoutError(f"topics must have the same number of partitions: {listed}")
+    return next(iter(counts.values()))
+
+
+def instance_id(settings: Settings) -> str:
+    """This worker instance's stable id: REWARDS_WORKER_ID, else from host and state directory
+    (stable across restarts, so a restarted worker takes over its transactions at once)."""
+    if settings.worker_id:
+        return settings.worker_id
+    seed = f"{socket.gethostname()}:{settings.data_dir.resolve()}"
+    return hashlib.sha256(seed.encode()).hexdigest()[:12]
+
+
+def consumer_config(settings: Settings, group_id: str, client_id: str) -> dict[str, Any]:
+    """The hot path's consumer: manual positions, read_committed, range assignment."""
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "group.id": group_id,
+        "client.id": client_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+        "partition.assignment.strategy": "range",
+        "session.timeout.ms": int(settings.session_timeout_s * 1000),
+        "heartbeat.interval.ms": max(1000, int(settings.session_timeout_s * 1000) // 4),
+        "max.poll.interval.ms": 300_000,
+        "fetch.wait.max.ms": settings.fetch_max_wait_ms,
+        "fetch.min.bytes": 1,
+        "max.partition.fetch.bytes": settings.fetch_max_partition_bytes,
+        "fetch.max.bytes": 64 << 20,
+        "receive.message.max.bytes": (64 << 20) + 512,
+        "queued.max.messages.kbytes": 4096,
+        "queued.min.messages": 20_000,
+    }
+
+
+def producer_config(settings: Settings, transactional_id: str) -> dict[str, Any]:
+    """The hot path's transactional producer."""
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "transactional.id": transactional_id,
+        "transaction.timeout.ms": int(settings.transaction_timeout_s * 1000),
+        "enable.idempotence": True,
+        "linger.ms": 5,
+        "batch.size": 1 << 20,
+        "compression.type": "lz4",
+        "partitioner": "murmur2_random",
+        "message.max.bytes": DEAD_LETTER_MAX_BYTES + 65_536,
+        "queue.buffering.max.messages": 1_000_000,
+        "retry.backoff.ms": 10,
+        "retry.backoff.max.ms": 200,
+    }
+
+
+def recovery_config(settings: Settings) -> dict[str, Any]:
+    """The consumer that reads a changelog back (no group: positions are the store's)."""
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "group.id": f"{settings.app_id}-recovery",
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+        "isolation.level": "read_committed",
+        "auto.offset.reset": "earliest",
+        "fetch.max.bytes": 64 << 20,
+        "max.partition.fetch.bytes": 16 << 20,
+        "receive.message.max.bytes": (64 << 20) + 512,
+    }
+
+
+def delete_topics(settings: Settings, names: Iterable[str] = WORKER_TOPICS) -> None:
+    """Delete the product's topics under this settings' prefix, and the app's own ones."""
     admin = admin_client(settings.kafka_bootstrap_servers)
     existing = admin.list_topics(timeout=30).topics
     # A name listed twice makes the broker reject the request (INVALID_REQUEST), and converting
     # that answer crashed confluent-kafka 2.16.1 (SIGSEGV): hence the set.
     wanted = {settings.topic(n) for n in names}
-    wanted |= {t for t in existing if t.startswith(f"{settings.app_id}-")}  # Faust's own
+    wanted |= {t for t in existing if t.startswith(f"{settings.app_id}-")}  # the changelog
     doomed = sorted(t for t in wanted if t in existing)
     if doomed:
         for future in admin.delete_topics(doomed, operation_timeout=30).values():

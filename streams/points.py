@@ -1,36 +1,39 @@
-"""The points ledger in the stream: settle purchases, release holds, publish, mirror, store.
+"""The points ledger in the stream: settle each customer's events, release holds, publish, store.
 
-Order of effects per batch, chosen for crash safety without Kafka transactions:
-1. settle every touched account (pure, `processors.settlement`);
-2. publish ledger entries, rewards and anomalies, and mirror balances to Redis, and wait for both;
-3. only then store the accounts: the changelog, and once the broker has it, RocksDB.
-A crash before 3 re-runs the batch from the last committed offset: the same events settle to the
-same entries with the same ids, so outputs are at-least-once and never lost, balances never double.
+Per batch, inside its transaction: settle every touched account (pure, `processors.settlement`,
+each event at its stream time), ask Redis what the rules need (fraud facts for conversions, the
+compensation budget), publish ledger entries, rewards, anomalies and decisions, mirror the
+balances to Redis, and stage the accounts' changelog records. The transaction commits them
+with the input offsets; only then are the accounts written to RocksDB and the hold-end schedule
+and advocacy windows updated. A crash or an abort processes the batch again from the same state.
+
+An event that makes the rules raise is found and dead-lettered by the loop
+(`streams.pipeline.PoisonRecords`): no record can stop a partition.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+
+from msgspec import Struct
 
 from processors.fraud import FraudPolicy, evaluate
 from processors.ids import stable_id
 from processors.points import Account
 from processors.settlement import Event, Policies, Settlement, settle
 from schemas.models import FraudDecision, GiftCardOrder, Purchase, Referral
+from streams.adapters.account_store import AccountStore
+from streams.adapters.outbox import Outbox
 from streams.advocacy import AdvocacyWindows
 from streams.compensation import CompensationDesk
-from streams.emitter import Emitter
 from streams.identity_index import IdentityIndex
-from streams.ingest import Admitted, Rejected
+from streams.ingest import Admitted, Rejected, StreamClocks
 from streams.metrics import PointsMetrics
 from streams.points_mirror import BalanceMirror
 from streams.points_records import anomaly_record, ledger_json, points_moved, reward_record
-from streams.points_state import AccountTable
 from streams.referral_intake import ReferralIntake, alert_record
 from streams.referral_metrics import ReferralMetrics
 from streams.release_schedule import ReleaseSchedule
@@ -40,25 +43,28 @@ Clock = Callable[[], datetime]
 SWEEP_LIMIT = 5000  # customers per release sweep, so a backlog of hold ends never stalls a batch
 
 
-@dataclass(frozen=True, slots=True)
-class Settled:
-    """One customer's settlement, with the partition it lives in and the account it started from."""
+class Settled(Struct, frozen=True):
+    """One customer's settlement, with the partition, the account it started from, its events
+    and their stream times."""
 
     partition: int
     before: Account
     settlement: Settlement
+    events: tuple[Event, ...] = ()
+    times: tuple[datetime, ...] = ()
+    now: datetime | None = None
 
 
 class PointsLedger:
-    """Keeps every owned customer's points account; the agent and the release timer share it."""
+    """Keeps every owned customer's points account; the batches and the release sweep share it."""
 
     def __init__(
         self,
         *,
-        accounts: AccountTable,
+        accounts: AccountStore,
         schedule: ReleaseSchedule,
         advocacy: AdvocacyWindows,
-        emitter: Emitter,
+        outbox: Outbox,
         mirror: BalanceMirror,
         metrics: PointsMetrics,
         policies: Policies,
@@ -67,13 +73,14 @@ class PointsLedger:
         intake: ReferralIntake,
         referral_metrics: ReferralMetrics,
         care: CompensationDesk,
+        clocks: StreamClocks,
         clock: Clock,
         ledger_topic: str,
     ) -> None:
         self.accounts = accounts
         self.schedule = schedule
         self.advocacy = advocacy
-        self._emitter = emitter
+        self._outbox = outbox
         self._mirror = mirror
         self._metrics = metrics
         self._policies = policies
@@ -81,46 +88,42 @@ class PointsLedger:
         self._index = index
         self._intake = intake
         self._referral_metrics = referral_metrics
-        self._care = care
+        self.care = care
+        self._clocks = clocks
         self._clock = clock
         self._ledger_topic = ledger_topic
-        self._output_topics = [
-            emitter.topic(base)
-            for base in (
-                "rewards-issued",
-                "points-anomalies",
-                "referral-commands",
-                "referral-rewards",
-                "compensation-decisions",
-                "gift-card-orders",
-            )
-        ]
-        self._lock = asyncio.Lock()  # one batch or sweep at a time: no lost update across awaits
+        self._pending: list[Settled] = []
+        """Settled in the open transaction: indexed and counted once it commits."""
 
     async def settle_customer_events(self, admitted: Sequence[Admitted]) -> Sequence[Rejected]:
         """Settle each customer's purchases, complaints, referral steps and review decisions,
-        then publish and store."""
-        by_customer: defaultdict[tuple[int, str], list[Event]] = defaultdict(list)
+        then publish and stage."""
+        by_customer: defaultdict[tuple[int, str], list[Admitted]] = defaultdict(list)
         for item in admitted:
-            event = item.event
-            assert not isinstance(event, GiftCardOrder)
-            by_customer[(item.position.partition, _customer_of(event))].append(event)
-        async with self._lock:
-            now = self._clock()
-            await self._index.record(
-                [(e.customer_id, e.context, e.occurred_at) for e in _purchases(admitted)]
-            )
-            settled = [self._settle(p, c, events, now) for (p, c), events in by_customer.items()]
-            verdicts = await self._score_conversions(settled)
-            settled = self._resettle(settled, by_customer, now, verdicts, {})
-            settled = await self._reserve_budget(settled, by_customer, now, verdicts)
-            await self._apply(settled, store_unchanged=True)
+            assert not isinstance(item.event, GiftCardOrder)
+            by_customer[(item.position.partition, _customer_of(item.event))].append(item)
+        await self._index.record(
+            [(e.customer_id, e.context, e.occurred_at) for e in _purchases(admitted)]
+        )
+        settled = [self._settle(p, c, items) for (p, c), items in by_customer.items()]
+        verdicts = await self._score_conversions(settled)
+        settled = self._resettle(settled, verdicts, {})
+        settled = await self._reserve_budget(settled, verdicts)
+        await self._apply(settled)
         by_id = {item.event.event_id: item for item in admitted}
         return [
             Rejected(by_id[r.event_id], r.reason, r.detail)
             for done in settled
             for r in done.settlement.rejections
         ]
+
+    def _settle(self, partition: int, customer_id: str, items: Sequence[Admitted]) -> Settled:
+        before = self.accounts.load(partition, customer_id)
+        events: tuple[Event, ...] = tuple(item.event for item in items)  # type: ignore[misc]
+        times = tuple(item.at for item in items)
+        now = self._clocks.now(partition) or (times[-1] if times else self._clock())
+        done = settle(before, events, now, self._policies, times=times)
+        return Settled(partition, before, done, events, times, now)
 
     async def _score_conversions(self, settled: list[Settled]) -> dict[str, str]:
         """Score the batch's conversions for fraud (one Redis round trip) and publish the alerts;
@@ -141,11 +144,7 @@ class PointsLedger:
         return verdicts
 
     async def _reserve_budget(
-        self,
-        settled: list[Settled],
-        events: Mapping[tuple[int, str], Sequence[Event]],
-        now: datetime,
-        verdicts: Mapping[str, str],
+        self, settled: list[Settled], verdicts: Mapping[str, str]
     ) -> list[Settled]:
         """Reserve the batch's compensations (one Redis call per round) and settle again with the
         answers, until none waits: a refusal can make a customer's later complaint eligible,
@@ -157,17 +156,12 @@ class PointsLedger:
             for r in done.settlement.budget_requests
             if r.event_id not in grants
         ]:
-            grants |= await self._care.reserve(asked, now)
-            settled = self._resettle(settled, events, now, verdicts, grants)
+            grants |= await self.care.reserve(asked, self._clock())
+            settled = self._resettle(settled, verdicts, grants)
         return settled
 
     def _resettle(
-        self,
-        settled: list[Settled],
-        events: Mapping[tuple[int, str], Sequence[Event]],
-        now: datetime,
-        verdicts: Mapping[str, str],
-        grants: Mapping[str, str],
+        self, settled: list[Settled], verdicts: Mapping[str, str], grants: Mapping[str, str]
     ) -> list[Settled]:
         """Settle again, from the same starting account, the customers still waiting for a
         fraud verdict or a budget answer that has now arrived."""
@@ -181,110 +175,126 @@ class PointsLedger:
                 done.before,
                 settle(
                     done.before,
-                    events[(done.partition, done.before.customer_id)],
-                    now,
+                    done.events,
+                    done.now or self._clock(),
                     self._policies,
                     verdicts,
                     grants=grants,
+                    times=done.times,
                 ),
+                done.events,
+                done.times,
+                done.now,
             )
             for done in settled
         ]
 
-    async def release_held_points(self) -> None:
-        """Release every hold that has ended by now and announce the points."""
-        async with self._lock:
-            now = self._clock()
-            due = self.schedule.pop_due(now, SWEEP_LIMIT)
-            settled = [self._settle(p, c, (), now) for p, c in due]
-            await self._apply(settled, store_unchanged=False)
-            self._metrics.held_customers.set(len(self.schedule))
+    async def release_held_points(self, caught_up: frozenset[int]) -> None:
+        """Release every hold that has ended by now in the partitions that are caught up (a
+        partition still reading its backlog releases as its events' stream time passes)."""
+        now = self._clock()
+        due = self.schedule.pop_due(now, SWEEP_LIMIT, caught_up)
+        if not due:
+            return
+        now_ms = int(now.timestamp() * 1000)
+        for partition in {p for p, _ in due}:
+            self._clocks.advance(partition, now_ms, now_ms)
+        settled = []
+        for partition, customer_id in due:
+            before = self.accounts.load(partition, customer_id)
+            try:
+                done = settle(before, (), now, self._policies)
+            except Exception:  # the account's holds stay, and the sweep goes on
+                log.exception("releasing the holds of %s raised", customer_id)
+                self._metrics.release_errors.inc()
+                continue
+            settled.append(Settled(partition, before, done))
+        await self._apply(settled)
 
-    async def forget_partitions(self, revoked: set[int]) -> None:
-        """On revocation: finish any sweep in progress (the lock), then stop releasing there, so
-        the partition's next owner is the only writer of its accounts."""
-        async with self._lock:
-            self.schedule.forget(revoked)
-            self.advocacy.forget(revoked)
-        log.info("hold-end releases stopped for revoked partitions %s", sorted(revoked))
+    def forget_partitions(self, revoked: frozenset[int]) -> None:
+        """Revoked: stop releasing and counting there (the next owner does)."""
+        self.schedule.forget(revoked)
+        self.advocacy.forget(revoked)
+        for partition in revoked:
+            self._clocks.forget(partition)
+        log.info("partitions %s left this worker", sorted(revoked))
 
-    def rebuild_schedule(self, owned: set[int]) -> None:
-        """After a recovery: schedule the hold ends of every account in the owned partitions."""
-        self._emitter.warm_up(
-            [self._ledger_topic, *self._output_topics, self.accounts.changelog_topic()]
-        )
-        accounts = self.accounts.scan(sorted(owned))
-        self.schedule.rebuild(owned, self.advocacy.rebuilding(owned, accounts))
+    async def rebuild_indexes(self, owned: frozenset[int]) -> None:
+        """After a recovery: schedule the hold ends and count the advocacy facts of every
+        account in the recovered partitions."""
+        for partition in owned:
+            self._clocks.seed(partition, self.accounts.stream_time(partition))
+        scanned = self.advocacy.rebuilding(owned, self.accounts.scan(sorted(owned)))
+        await self.schedule.rebuild(owned, scanned)
         self._metrics.held_customers.set(len(self.schedule))
         self._metrics.recoveries.inc()
 
-    def _settle(
-        self, partition: int, customer_id: str, events: Sequence[Event], now: datetime
-    ) -> Settled:
-        before = self.accounts.load(partition, customer_id)
-        return Settled(partition, before, settle(before, events, now, self._policies))
+    async def _apply(self, settled: Sequence[Settled]) -> None:
+        """Publish, mirror and stage (see the module docstring)."""
+        stored = [s for s in settled if s.settlement.account != s.before]
+        for done in settled:
+            self._publish(done.settlement)
+            self.care.publish(done.settlement)
+        await self._mirror.write([s.settlement.account for s in stored])
+        await self._index.mark_rejected(c for s in settled for c in s.settlement.fraud_rejected)
+        clocks = {p: at for p in {s.partition for s in stored} if (at := self._clocks.now(p))}
+        self.accounts.stage(
+            self._outbox.emit_raw, [(s.partition, s.settlement.account) for s in stored], clocks
+        )
+        self._pending.extend(settled)
 
-    async def _apply(self, settled: Sequence[Settled], *, store_unchanged: bool) -> None:
-        """Publish and mirror, wait for both, then store (see the module docstring)."""
-        stored = [s for s in settled if _worth_storing(s, store_unchanged)]
+    def committed(self) -> None:
+        """The transaction committed: the accounts are durable; update the indexes and count."""
+        self.accounts.committed()
         moved: Counter[str] = Counter()
         entries: Counter[str] = Counter()
-        for done in settled:
-            self._publish(done.settlement, moved, entries)
-        discounts = sum(self._care.publish(done.settlement) for done in settled)
-        credits = sum(len(done.settlement.credits) for done in settled)
-        self._count(moved, entries, rewards=credits, discounts=discounts)
-        await asyncio.gather(
-            self._emitter.delivered(),
-            self._mirror.write([s.settlement.account for s in stored]),
-            self._index.mark_rejected(c for s in settled for c in s.settlement.fraud_rejected),
-        )
-        await self.accounts.save(
-            [(s.partition, s.settlement.account) for s in stored], self._emitter
-        )
-        for done in stored:
-            self.schedule.track(done.partition, done.before, done.settlement.account)
-            self.advocacy.track(done.partition, done.before, done.settlement.account)
-
-    def _publish(self, settlement: Settlement, moved: Counter[str], entries: Counter[str]) -> None:
-        customer_id = settlement.account.customer_id
-        for entry in settlement.entries:
-            self._emitter.emit_raw(self._ledger_topic, customer_id.encode(), ledger_json(entry))
-            entries[entry.kind] += 1
-            moved[entry.kind] += points_moved(entry)
-        for credit in settlement.credits:
-            self._emitter.emit("rewards-issued", customer_id, reward_record(credit))
-        for command in settlement.commands:
-            self._emitter.emit("referral-commands", command.customer_id, command)
-            self._referral_metrics.commands.labels(command.command).inc()
-        for reward in settlement.referral_rewards:
-            self._emitter.emit("referral-rewards", reward.customer_id, reward)
-        self._referral_metrics.count_rewards(settlement.referral_rewards)
-        for anomaly in settlement.anomalies:
-            self._emitter.emit(
-                "points-anomalies", customer_id, anomaly_record(customer_id, anomaly)
-            )
-            self._metrics.anomalies.labels(anomaly.kind).inc()
-
-    def _count(
-        self, moved: Counter[str], entries: Counter[str], *, rewards: int, discounts: int
-    ) -> None:
-        """Metrics once per batch and kind, not per entry."""
-        if rewards:
-            self._metrics.rewards.labels("points").inc(rewards)
-        if discounts:
-            self._metrics.rewards.labels("discount").inc(discounts)
+        for done in self._pending:
+            if done.settlement.account != done.before:
+                self.schedule.track(done.partition, done.before, done.settlement.account)
+                self.advocacy.track(done.partition, done.before, done.settlement.account)
+            self._count(done.settlement, moved, entries)
         for kind, count in entries.items():
             self._metrics.entries.labels(kind).inc(count)
             self._metrics.points.labels(kind).inc(moved[kind])
+        self._metrics.held_customers.set(len(self.schedule))
+        self.discarded()
 
+    def discarded(self) -> None:
+        """The transaction was aborted: nothing of the batch happened."""
+        self.accounts.discard()
+        self._pending.clear()
 
-def _worth_storing(settled: Settled, store_unchanged: bool) -> bool:
-    """Changed accounts; with `store_unchanged`, also existing ones a batch touched (a redelivered
-    batch re-writes them, so the changelog catches up with a local store that was ahead of it)."""
-    if settled.settlement.account != settled.before:
-        return True
-    return store_unchanged and settled.before != Account(settled.before.customer_id)
+    def _count(self, settlement: Settlement, moved: Counter[str], entries: Counter[str]) -> None:
+        """Count what a committed settlement published."""
+        for entry in settlement.entries:
+            entries[entry.kind] += 1
+            moved[entry.kind] += points_moved(entry)
+        if settlement.credits:
+            self._metrics.rewards.labels("points").inc(len(settlement.credits))
+        discounts = sum(1 for d in settlement.decisions if d.outcome == "discount")
+        if discounts:
+            self._metrics.rewards.labels("discount").inc(discounts)
+        for command in settlement.commands:
+            self._referral_metrics.commands.labels(command.command).inc()
+        self._referral_metrics.count_rewards(settlement.referral_rewards)
+        for anomaly in settlement.anomalies:
+            self._metrics.anomalies.labels(anomaly.kind).inc()
+        self.care.count(settlement)
+
+    def _publish(self, settlement: Settlement) -> None:
+        """Produce a settlement's ledger entries, rewards, commands and anomalies."""
+        customer_id = settlement.account.customer_id
+        key = customer_id.encode()
+        for entry in settlement.entries:
+            self._outbox.emit_raw(self._ledger_topic, key, ledger_json(entry))
+        for credit in settlement.credits:
+            self._outbox.emit("rewards-issued", customer_id, reward_record(credit))
+        for command in settlement.commands:
+            self._outbox.emit("referral-commands", command.customer_id, command)
+        for reward in settlement.referral_rewards:
+            self._outbox.emit("referral-rewards", reward.customer_id, reward)
+        for anomaly in settlement.anomalies:
+            self._outbox.emit("points-anomalies", customer_id, anomaly_record(customer_id, anomaly))
 
 
 def _customer_of(event: Event) -> str:
@@ -299,3 +309,8 @@ def _customer_of(event: Event) -> str:
 def _purchases(admitted: Sequence[Admitted]) -> Iterator[Purchase]:
     """The purchases and refunds of a batch (their contexts feed the identity index)."""
     return (item.event for item in admitted if isinstance(item.event, Purchase))
+
+
+def wall_clock() -> datetime:
+    """The worker's clock for the hold-end sweep and the budget's day: UTC now."""
+    return datetime.now(UTC)

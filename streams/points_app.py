@@ -1,41 +1,43 @@
-"""Wire the points ledger into the app: table, release timer, recovery hook, balance endpoint."""
+"""Wire the hot path: the consumer, the transactional producer, the accounts and the agents."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-import faust
-from faust import web
-from faust.types import TP
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from processors.advocacy import AdvocacyPolicy
 from processors.points import Account, EarnRate, Multiplier, PointsPolicy, next_release
 from processors.settlement import Policies
+from schemas.codec import FULFILMENT_TOPICS
+from schemas.models import Referral
+from streams.adapters.account_store import AccountStore
+from streams.adapters.kafka_source import KafkaSource
+from streams.adapters.outbox import Outbox
 from streams.advocacy import AdvocacyCollector, AdvocacyWindows
-from streams.compensation_app import (
-    compensation_desk,
-    compensation_policy,
-    register_budget_timer,
-)
+from streams.agents import Agents, Handler
+from streams.compensation_app import compensation_desk, compensation_policy
 from streams.compensation_metrics import CompensationMetrics
-from streams.emitter import Emitter
-from streams.metrics import PipelineMetrics, PointsMetrics
+from streams.ingest import Admitted, Rejected, StreamClocks
+from streams.kafka_io import consumer_config, instance_id, producer_config, recovery_config
+from streams.metrics import PipelineMetrics, PointsMetrics, source_metrics
+from streams.metrics import loop_metrics as ingest_metrics
+from streams.pipeline import Pipeline, PoisonRecords
 from streams.points import Clock, PointsLedger
 from streams.points_mirror import BalanceMirror, mirror_namespace
-from streams.points_state import account_table
 from streams.referral_intake import ReferralIntake
 from streams.referral_metrics import ReferralMetrics
-from streams.referrals_app import fraud_policy, identity_index, referral_intake, referral_policy
+from streams.referrals_app import fraud_policy, identity_index, referral_policy
 from streams.release_schedule import ReleaseSchedule
-from streams.settings import Settings
+from streams.runtime import Fatal, Loop, StatefulOwnership, build_gate, loop_settings
+from streams.settings import CONTROL_TOPICS, INPUT_TOPICS, OUTPUT_TOPICS, Settings
 
-
-def wall_clock() -> datetime:
-    """The worker's clock for hold ends: UTC now."""
-    return datetime.now(UTC)
+INGEST_TOPICS = tuple(t for t in INPUT_TOPICS + CONTROL_TOPICS if t not in FULFILMENT_TOPICS)
+"""What the hot path reads: every input and control topic but the fulfilment loop's."""
 
 
 def points_policy(settings: Settings) -> PointsPolicy:
@@ -59,83 +61,150 @@ def advocacy_policy(settings: Settings) -> AdvocacyPolicy:
     )
 
 
-def build_points_ledger(
-    app: faust.App,
-    settings: Settings,
-    *,
-    registry: CollectorRegistry,
-    pipeline_metrics: PipelineMetrics,
-    redis: Redis,
-    care_metrics: CompensationMetrics,
-    clock: Clock = wall_clock,
-) -> tuple[PointsLedger, ReferralIntake]:
-    """Create the ledger with its table, schedule and adapters, and register its timer and view;
-    and the referral intake that feeds it sign-ups."""
-    fraud = fraud_policy(settings)
-    index = identity_index(settings, redis, fraud, pipeline_metrics)
-    referral_metrics = ReferralMetrics.create(registry)
-    intake = referral_intake(settings, index, fraud, referral_metrics)
-    emitter = Emitter(settings)
-    advocacy = AdvocacyWindows(advocacy_policy(settings))
-    desk = compensation_desk(settings, redis, emitter, care_metrics, pipeline_metrics)
-    register_budget_timer(app, settings, desk, clock)
-    registry.register(AdvocacyCollector(advocacy, clock))
-    ledger = PointsLedger(
-        accounts=account_table(app, settings),
-        schedule=ReleaseSchedule(),
-        advocacy=advocacy,
-        emitter=emitter,
-        mirror=BalanceMirror(
-            redis,
-            namespace=mirror_namespace(settings.app_id),
-            retry_max_s=settings.redis_retry_max_s,
-            metrics=pipeline_metrics,
-        ),
-        metrics=PointsMetrics.create(registry),
-        policies=Policies(
-            points_policy(settings),
-            referral_policy(settings),
-            compensation_policy(settings),
-            advocacy.policy,
-        ),
-        fraud=fraud,
-        index=index,
-        intake=intake,
-        referral_metrics=referral_metrics,
-        care=desk,
-        clock=clock,
-        ledger_topic=settings.topic("points-ledger"),
+@dataclass(frozen=True)
+class HotPath:
+    """The hot path's loop and what the web server reads from it."""
+
+    loop: Loop
+    ledger: PointsLedger
+    ownership: StatefulOwnership
+    partitions: int
+    bootstrap_servers: str
+    group_id: str
+    routing_topic: str
+    """The topic whose partition owners the balance endpoint routes by."""
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """What the hot path is built from."""
+
+    settings: Settings
+    registry: CollectorRegistry
+    metrics: PipelineMetrics
+    redis: Redis
+    care_metrics: CompensationMetrics
+    clock: Clock
+
+
+def build_hot_path(wiring: Wiring, *, partitions: int, fatal: Fatal) -> HotPath:
+    """The consumer, the producer, the state and the agents of every topic but gift-card orders."""
+    settings, metrics = wiring.settings, wiring.metrics
+    outbox = Outbox(
+        producer_config(settings, f"{settings.app_id}-ingest-{instance_id(settings)}"),
+        settings.topic_prefix,
     )
-    register_recovery(app, settings, ledger)
-    register_release_timer(app, settings, ledger)
-    register_balance_view(app, ledger)
+    clocks, poison = StreamClocks(), PoisonRecords()
+    store = AccountStore(
+        directory=settings.data_dir / settings.app_id / "accounts",
+        changelog_topic=settings.changelog_topic(),
+        recovery_config=recovery_config(settings),
+        cache_size=settings.state_cache_accounts,
+        in_memory=settings.store.startswith("memory"),
+    )
+    ledger, intake = _ledger(wiring, outbox, store, clocks)
+    gate = build_gate(
+        settings, INGEST_TOPICS, redis=wiring.redis, metrics=metrics, outbox=outbox,
+        clocks=clocks, poison=poison,
+    )  # fmt: skip
+    agents = Agents(gate, _agents(ledger, intake), [ledger, intake])
+    outputs = [*OUTPUT_TOPICS, "referral-commands", "gift-card-orders", settings.changelog_topic()]
+    loop_metrics = ingest_metrics(metrics, "ingest", settings.topic_prefix, outputs)
+    ownership = StatefulOwnership(fatal, loop_metrics, store, ledger)
+    client_id = f"{settings.app_id}@{settings.web_host}:{settings.web_port}"
+    source = KafkaSource(
+        consumer_config(settings, settings.app_id, client_id),
+        [settings.topic(t) for t in INGEST_TOPICS],
+        ownership,
+        source_metrics(metrics, "ingest"),
+    )
+
+    async def release_held_points() -> None:
+        """The hold-end sweep, for the partitions that are caught up."""
+        await ledger.release_held_points(caught_up(source, partitions))
+
+    pipeline = Pipeline(
+        "ingest", source, outbox, agents, loop=loop_settings(settings), poison=poison,
+        periodic=release_held_points, metrics=loop_metrics,
+    )  # fmt: skip
+    ownership.pipeline, ownership.source = pipeline, source
+    topics = [settings.topic(t) for t in ("points-ledger", "rewards-issued", "dead-letter")]
+
+    async def start() -> None:
+        await asyncio.to_thread(outbox.start, settings.startup_timeout_s)
+        await asyncio.to_thread(outbox.warm_up, [*topics, settings.changelog_topic()])
+
+    async def close() -> None:
+        source.close()
+        outbox.close()
+
+    return HotPath(
+        Loop(pipeline, source, start, close), ledger, ownership, partitions,
+        settings.kafka_bootstrap_servers, settings.app_id, settings.topic("purchases"),
+    )  # fmt: skip
+
+
+def _ledger(
+    wiring: Wiring, outbox: Outbox, store: AccountStore, clocks: StreamClocks
+) -> tuple[PointsLedger, ReferralIntake]:
+    settings, redis, metrics = wiring.settings, wiring.redis, wiring.metrics
+    fraud = fraud_policy(settings)
+    index = identity_index(settings, redis, fraud, metrics)
+    referral_metrics = ReferralMetrics.create(wiring.registry)
+    intake = ReferralIntake(
+        index=index,
+        emitter=outbox,
+        policy=fraud,
+        metrics=referral_metrics,
+        alert_on_approve=settings.fraud_alert_on_approve,
+    )
+    advocacy = AdvocacyWindows(advocacy_policy(settings))
+    wiring.registry.register(AdvocacyCollector(advocacy, wiring.clock))
+    policies = Policies(
+        points_policy(settings), referral_policy(settings), compensation_policy(settings),
+        advocacy.policy,
+    )  # fmt: skip
+    mirror = BalanceMirror(
+        redis,
+        namespace=mirror_namespace(settings.app_id),
+        retry_max_s=settings.redis_retry_max_s,
+        metrics=metrics,
+    )
+    desk = compensation_desk(settings, redis, outbox, wiring.care_metrics, metrics)
+    ledger = PointsLedger(
+        accounts=store, schedule=ReleaseSchedule(), advocacy=advocacy, outbox=outbox,
+        mirror=mirror, metrics=PointsMetrics.create(wiring.registry), policies=policies,
+        fraud=fraud, index=index, intake=intake, referral_metrics=referral_metrics, care=desk,
+        clocks=clocks, clock=wiring.clock, ledger_topic=settings.topic("points-ledger"),
+    )  # fmt: skip
     return ledger, intake
 
 
-def register_recovery(app: faust.App, settings: Settings, ledger: PointsLedger) -> None:
-    """Stop releasing for revoked partitions; after every recovery, rebuild the release schedule
-    from the partitions now owned."""
-    topic = settings.topic("purchases")
+def _agents(ledger: PointsLedger, intake: ReferralIntake) -> dict[str, Handler]:
+    """Which agent handles which topic."""
+    settle = ledger.settle_customer_events  # one call per batch for all of a customer's events
 
-    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
-    async def stop_releases_for_revoked(sender: faust.App, revoked: set[TP], **_: Any) -> None:
-        """Faust awaits this before the partitions move to another worker."""
-        await ledger.forget_partitions({tp.partition for tp in revoked if tp.topic == topic})
+    async def score_referrals(admitted: Sequence[Admitted]) -> Sequence[Rejected]:
+        """Score and forward the sign-ups; invitations join the inviting customer's account."""
+        invites = [
+            a for a in admitted if isinstance(a.event, Referral) and a.event.type == "invited"
+        ]
+        return [*await intake.score_signups(admitted), *await settle(invites)]
 
-    @ledger.accounts.table.on_recover
-    async def rebuild_release_schedule() -> None:
-        """Scan the owned partitions' accounts for held points."""
-        owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
-        ledger.rebuild_schedule(owned)
+    return {
+        "purchases": settle,
+        "complaints": settle,
+        "survey-responses": settle,
+        "referral-commands": settle,
+        "fraud-decisions": settle,
+        "referrals": score_referrals,
+    }
 
 
-def register_release_timer(app: faust.App, settings: Settings, ledger: PointsLedger) -> None:
-    """Check for ended holds every `release_interval_s`."""
-
-    @app.timer(settings.release_interval_s, name="release-held-points")  # type: ignore[untyped-decorator]
-    async def release_held_points() -> None:
-        """Release every hold that has ended and announce the points."""
-        await ledger.release_held_points()
+def caught_up(source: KafkaSource, partitions: int) -> frozenset[int]:
+    """The partition numbers whose every topic has been read to its end."""
+    behind = {p for (_, p), lag in source.lag().items() if lag > 0}
+    return frozenset(p for p in range(partitions) if p not in behind)
 
 
 def balance_body(account: Account) -> dict[str, Any]:
@@ -154,19 +223,6 @@ def balance_body(account: Account) -> dict[str, Any]:
             if o.pending > 0
         ],
     }
-
-
-def register_balance_view(app: faust.App, ledger: PointsLedger) -> None:
-    """`GET /points/{customer_id}`, answered by the worker that owns the customer's partition."""
-
-    @app.page("/points/{customer_id}")
-    @app.table_route(table=ledger.accounts.table, match_info="customer_id")
-    async def get_balance(view: web.View, request: web.Request, customer_id: str) -> web.Response:
-        """The customer's pending and available points (404 if the customer has none yet)."""
-        account = ledger.accounts.read(customer_id)
-        if account is None:
-            return view.json({"customer_id": customer_id, "error": "unknown customer"}, status=404)
-        return view.json(balance_body(account))
 
 
 def referral_body(account: Account) -> dict[str, Any] | None:

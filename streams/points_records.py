@@ -58,6 +58,8 @@ def anomaly_record(customer_id: str, anomaly: Anomaly) -> PointsAnomaly:
         points=anomaly.points,
         source_event_id=anomaly.source_event_id,
         detected_at=anomaly.occurred_at,
+        amount_cents=anomaly.amount_cents,
+        currency=anomaly.currency,
     )
 
 

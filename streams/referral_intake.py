@@ -11,7 +11,7 @@ from processors.ids import stable_id
 from processors.referrals import referral_key
 from schemas.models import Purchase, Referral, ReferralCommand
 from schemas.outputs import FraudAlert, FraudRuleHit, FraudThresholds
-from streams.emitter import Emitter
+from streams.adapters.outbox import Outbox
 from streams.identity_index import IdentityIndex
 from streams.ingest import Admitted, Rejected
 from streams.referral_metrics import ReferralMetrics
@@ -24,7 +24,7 @@ class ReferralIntake:
         self,
         *,
         index: IdentityIndex,
-        emitter: Emitter,
+        emitter: Outbox,
         policy: FraudPolicy,
         metrics: ReferralMetrics,
         alert_on_approve: bool,
@@ -34,14 +34,16 @@ class ReferralIntake:
         self._policy = policy
         self._metrics = metrics
         self._alert_on_approve = alert_on_approve
+        self._pending_events: Counter[str] = Counter()
+        self._pending_decisions: list[tuple[str, Verdict]] = []
 
     async def score_signups(self, admitted: Sequence[Admitted]) -> Sequence[Rejected]:
         """Score each sign-up, publish its fraud alert, forward it to the referee's partition."""
         events = [item.event for item in admitted if isinstance(item.event, Referral)]
-        self._metrics.count_referral_events(Counter(e.type for e in events))
+        self._pending_events.update(e.type for e in events)
         signups = [e for e in events if e.type == "signed_up" and e.referee_id is not None]
         facts = await self._index.signup_facts(signups)
-        rejected: list[str] = []
+        refused: list[str] = []
         for signup, fact in zip(signups, facts, strict=True):
             verdict = evaluate(fact, self._policy)
             alert_id = stable_id("fa", "signup", signup.event_id)
@@ -49,16 +51,27 @@ class ReferralIntake:
             command = signup_command(signup, verdict, alert_id)
             self._emitter.emit("referral-commands", command.customer_id, command)
             if verdict.decision == "reject":
-                rejected += [fact.referrer_id, fact.referee_id]
-        await self._index.mark_rejected(rejected)
-        await self._emitter.delivered()
+                refused += [fact.referrer_id, fact.referee_id]
+        await self._index.mark_rejected(refused)
         return ()
 
     def publish_alert(self, alert: FraudAlert, verdict: Verdict) -> None:
-        """Count the decision and its rules; publish the explained decision on `fraud-alerts`."""
-        self._metrics.count_decision(alert.subject, verdict)
+        """Publish the explained decision on `fraud-alerts` (counted once committed)."""
+        self._pending_decisions.append((alert.subject, verdict))
         if verdict.decision != "approve" or self._alert_on_approve:
             self._emitter.emit("fraud-alerts", alert.referee_id, alert)
+
+    def committed(self) -> None:
+        """The transaction committed: count its referral events and decisions."""
+        self._metrics.count_referral_events(self._pending_events)
+        for subject, verdict in self._pending_decisions:
+            self._metrics.count_decision(subject, verdict)
+        self.discarded()
+
+    def discarded(self) -> None:
+        """The transaction was aborted: nothing of it was decided."""
+        self._pending_events.clear()
+        self._pending_decisions.clear()
 
 
 def signup_command(signup: Referral, verdict: Verdict, alert_id: str) -> ReferralCommand:

@@ -6,12 +6,9 @@ from redis.asyncio import Redis
 
 from processors.fraud import DEFAULT_WEIGHTS, FraudPolicy
 from processors.referrals import Cap, ReferralPolicy
-from streams.emitter import Emitter
 from streams.identity_index import IdentityIndex
 from streams.metrics import PipelineMetrics
 from streams.redis_retry import RedisRetry
-from streams.referral_intake import ReferralIntake
-from streams.referral_metrics import ReferralMetrics
 from streams.settings import Settings
 
 
@@ -56,17 +53,4 @@ def identity_index(
         ttl=settings.identity_ttl,
         policy=policy,
         retry=RedisRetry("identity", settings.redis_retry_max_s, metrics),
-    )
-
-
-def referral_intake(
-    settings: Settings, index: IdentityIndex, policy: FraudPolicy, metrics: ReferralMetrics
-) -> ReferralIntake:
-    """The `referrals` handler, with an emitter of its own (the ledger's tracks its offsets)."""
-    return ReferralIntake(
-        index=index,
-        emitter=Emitter(settings),
-        policy=policy,
-        metrics=metrics,
-        alert_on_approve=settings.fraud_alert_on_approve,
     )

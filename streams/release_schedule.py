@@ -8,6 +8,7 @@ or a rebalance it is rebuilt from the recovered table, so hold ends survive work
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 from collections.abc import Iterable
 from datetime import datetime
@@ -27,14 +28,23 @@ class ReleaseSchedule:
     def __len__(self) -> int:
         return len(self._heap)
 
-    def rebuild(self, partitions: Iterable[int], accounts: Iterable[tuple[int, Account]]) -> None:
-        """Start over from the accounts of the partitions now owned (after recovery)."""
-        self._partitions = set(partitions)
-        heap: list[Due] = []
-        for partition, account in accounts:
+    async def rebuild(
+        self,
+        partitions: Iterable[int],
+        accounts: Iterable[tuple[int, Account]],
+        chunk: int = 20_000,
+    ) -> None:
+        """Start over for `partitions` from their accounts (after recovery), yielding to the event
+        loop every `chunk` accounts so that a large scan never stalls the worker's other work."""
+        fresh = set(partitions)
+        self._partitions |= fresh
+        heap = [due for due in self._heap if due[1] not in fresh]
+        for n, (partition, account) in enumerate(accounts, 1):
             at = next_release(account)
             if at is not None:
                 heap.append((at.timestamp(), partition, account.customer_id))
+            if n % chunk == 0:
+                await asyncio.sleep(0)
         heapq.heapify(heap)
         self._heap = heap
 
@@ -48,13 +58,22 @@ class ReleaseSchedule:
         if at is not None and (before is None or next_release(before) != at):
             heapq.heappush(self._heap, (at.timestamp(), partition, after.customer_id))
 
-    def pop_due(self, now: datetime, limit: int) -> dict[tuple[int, str], None]:
+    def pop_due(
+        self, now: datetime, limit: int, partitions: Iterable[int] | None = None
+    ) -> dict[tuple[int, str], None]:
         """Remove and return up to `limit` (partition, customer) due by `now`, owned partitions
-        only, de-duplicated and in due order; the rest stay for the next call."""
+        only (and only `partitions`, if given: the others' entries stay), de-duplicated and in due
+        order; the rest stay for the next call."""
         cutoff = now.timestamp()
+        wanted = self._partitions if partitions is None else self._partitions & set(partitions)
         due: dict[tuple[int, str], None] = {}
+        kept: list[Due] = []
         while self._heap and self._heap[0][0] <= cutoff and len(due) < limit:
-            _, partition, customer_id = heapq.heappop(self._heap)
-            if partition in self._partitions:
-                due[(partition, customer_id)] = None
+            entry = heapq.heappop(self._heap)
+            if entry[1] in wanted:
+                due[(entry[1], entry[2])] = None
+            elif entry[1] in self._partitions:
+                kept.append(entry)
+        for entry in kept:
+            heapq.heappush(self._heap, entry)
         return due

@@ -14,6 +14,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    ValidationError,
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -123,10 +124,15 @@ class Settings(BaseSettings):
     max_event_bytes: int = Field(default=65_536, ge=1024)
     fetch_max_partition_bytes: int = Field(default=4 * 1024 * 1024, ge=1024 * 1024)
     fetch_max_wait_ms: int = Field(default=100, ge=1, le=1500)
-    batch_max: int = Field(default=1000, ge=1)
-    batch_within_s: float = Field(default=0.02, gt=0)
+    batch_max: int = Field(default=2000, ge=1)
+    batch_within_s: float = Field(default=0.005, ge=0)
     session_timeout_s: float = Field(default=45.0, ge=6.0)
     commit_interval_s: float = Field(default=2.8, gt=0)
+    transaction_timeout_s: float = Field(default=30.0, ge=1.0, le=900.0)
+    startup_timeout_s: float = Field(default=120.0, gt=0)
+    shutdown_timeout_s: float = Field(default=10.0, gt=0)
+    worker_id: Annotated[str, Field(pattern="^[A-Za-z0-9._-]{1,64}$")] | None = None
+    state_cache_accounts: int = Field(default=200_000, ge=0)
     dedupe_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
     redis_retry_max_s: float = Field(default=5.0, gt=0)
     lag_interval_s: float = Field(default=5.0, gt=0)
@@ -191,6 +197,25 @@ class Settings(BaseSettings):
             raise ValueError(f"compensation_budgets has no entry for {', '.join(missing)}")
         return self
 
+    def check_worker(self) -> None:
+        """What the worker needs beyond what every command needs; ValueError naming the
+        variable otherwise (checked before anything is created)."""
+        if self.pii_hash_key is None:
+            raise ValueError(
+                "REWARDS_PII_HASH_KEY must be set (16+ characters, secret): emails, IPs, "
+                "addresses and payment fingerprints are stored only as HMACs under this key"
+            )
+        if self.gift_card_api_key is None and self.compensates():
+            raise ValueError(
+                "REWARDS_GIFT_CARD_API_KEY must be set (a secret, from the environment): a "
+                "compensation tier pays gift cards (or set REWARDS_COMPENSATION_TIERS to pay none)"
+            )
+        if self.commit_interval_s * 2 > self.transaction_timeout_s:
+            raise ValueError(
+                "REWARDS_COMMIT_INTERVAL_S must be at most half of REWARDS_TRANSACTION_TIMEOUT_S "
+                f"({self.commit_interval_s} > {self.transaction_timeout_s} / 2)"
+            )
+
     def compensates(self) -> bool:
         """True when some tier pays (then the gift-card provider must be configured)."""
         return any(t.amount_cents > 0 for t in self.compensation_tiers)
@@ -198,6 +223,10 @@ class Settings(BaseSettings):
     def topic(self, name: str) -> str:
         """The full Kafka topic name for a base name such as `purchases`."""
         return f"{self.topic_prefix}{name}"
+
+    def changelog_topic(self) -> str:
+        """The compacted topic that holds every customer account (the state's durable copy)."""
+        return f"{self.app_id}-points-accounts-changelog"
 
     def brokers(self) -> list[str]:
         """Faust broker URLs, one per bootstrap server."""
@@ -221,3 +250,16 @@ def settings_env(settings: Settings) -> dict[str, str]:
     env["KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers
     env["REDIS_URL"] = settings.redis_url
     return env
+
+
+def settings_error(exc: Exception) -> str:
+    """One line naming the environment variable and what is wrong with it."""
+    if not isinstance(exc, ValidationError):
+        return str(exc)
+    error = exc.errors()[0]
+    field = str(error["loc"][0]) if error["loc"] else ""
+    aliases = {"kafka_bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS", "redis_url": "REDIS_URL"}
+    name = aliases.get(field, f"REWARDS_{field.upper()}") if field else "settings"
+    where = "".join(f"[{part}]" for part in error["loc"][1:])
+    shown = "" if "secret" in field or "key" in field else f" (got {error.get('input')!r:.60})"
+    return f"{name}{where}: {error['msg']}{shown}"

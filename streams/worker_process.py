@@ -52,18 +52,26 @@ class MetricsEndpoint:
 class WorkerProcess(MetricsEndpoint):
     """`rewards worker` in a subprocess with the given environment."""
 
-    def __init__(self, env: Mapping[str, str], web_port: int, log_path: Path) -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        web_port: int,
+        log_path: Path,
+        module: str = "streams.cli",
+    ) -> None:
         super().__init__(web_port)
         self.env = {**os.environ, **env, "REWARDS_WEB_PORT": str(web_port)}
         self.web_port = web_port
         self.log_path = log_path
+        self.module = module
+        """The module run as `python -m <module> worker` (tests may wrap the CLI)."""
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, ready_timeout_s: float = 90.0) -> WorkerProcess:
         """Start the worker and wait until its metrics endpoint answers and agents are assigned."""
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"], env=self.env, stdout=log, stderr=log
+        self.proc = subprocess.Popen(  # noqa: S603 - our own module, our own arguments
+            [sys.executable, "-m", self.module, "worker"], env=self.env, stdout=log, stderr=log
         )
         deadline = time.monotonic() + ready_timeout_s
         while time.monotonic() < deadline:

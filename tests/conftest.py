@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
+import socket
 import subprocess
 import time
 import uuid
@@ -158,9 +160,9 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[[Settings], WorkerProcess]
     """Start `rewards worker` subprocesses; all are stopped after the test."""
     started: list[WorkerProcess] = []
 
-    def start(settings: Settings) -> WorkerProcess:
+    def start(settings: Settings, module: str = "streams.cli") -> WorkerProcess:
         log = tmp_path / f"worker-{len(started)}.log"
-        worker = WorkerProcess(settings_env(settings), settings.web_port, log)
+        worker = WorkerProcess(settings_env(settings), settings.web_port, log, module)
         started.append(worker)
         return worker.start()
 
@@ -207,3 +209,50 @@ def private_redis(tmp_path):
     server.start()
     yield server
     server.stop()
+
+
+def consecutive_free_ports(count: int) -> int:
+    """A base port below the ephemeral range with `count` bindable ports from it on."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20_000, 30_000 - count)
+        try:
+            with contextlib.ExitStack() as stack:
+                for port in range(base, base + count):
+                    sock = stack.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError("no free port range")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory):
+    """A 3-broker KRaft cluster (RF 3, min.insync 2) on free ports, one per test module;
+    yields (bootstrap servers, its stack directory)."""
+    tmp_path = tmp_path_factory.mktemp("cluster")
+    if shutil.which("java") is None or shutil.which("mvn") is None:
+        if CI:
+            pytest.fail("java and mvn are needed for the jar-based cluster")
+        pytest.skip("java and mvn are needed for the jar-based cluster")
+    env = {
+        **os.environ,
+        "REWARDS_STACK_DIR": str(tmp_path / "stack"),
+        "REWARDS_KAFKA_PORT": str(consecutive_free_ports(6)),
+        "REWARDS_REDIS_PORT": str(free_port()),
+    }
+    script = str(REPO / "deploy" / "stack.sh")
+
+    def run(*args: str) -> str:
+        done = subprocess.run(
+            ["bash", script, *args], env=env, capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, done.stderr[-4000:]
+        return done.stdout
+
+    run("up", "--brokers", "3")
+    run("up", "--brokers", "3")  # safe to run twice
+    exports = dict(line.removeprefix("export ").split("=", 1) for line in run("env").splitlines())
+    yield exports["KAFKA_BOOTSTRAP_SERVERS"], tmp_path / "stack"
+    run("down", "--purge")

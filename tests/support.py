@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 from confluent_kafka import Producer
 
@@ -111,3 +115,17 @@ def settled(
         return counts
 
     return eventually(accounted)  # type: ignore[return-value]
+
+
+def http_get(worker: MetricsEndpoint, path: str) -> tuple[int, dict[str, Any]]:
+    """(status, JSON body) of a GET on the worker's web server; (0, {...}) if it cannot be reached
+    (a worker busy or rebalancing), and a non-JSON body as {"raw": text}."""
+    url = f"http://127.0.0.1:{worker.web_port}{path}"  # type: ignore[attr-defined]
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, orjson.loads(response.read())
+    except urllib.error.HTTPError as err:
+        body = err.read()
+        return err.code, orjson.loads(body) if body.startswith(b"{") else {"raw": body.decode()}
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
+        return 0, {"error": str(err)}

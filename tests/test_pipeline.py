@@ -6,7 +6,9 @@ import base64
 
 import orjson
 import pytest
+import redis
 
+from streams.dedupe import seen_namespace
 from streams.inspect import read_topic
 from tests.events import BUILDERS, purchase, record
 from tests.support import eventually, publish, settled
@@ -110,11 +112,17 @@ def test_consumer_lag_is_exported_per_partition(settings, start_worker):
 
 
 def test_a_crash_before_commit_redelivers_and_reprocesses_not_drops(settings, start_worker):
-    slow_commit = settings.model_copy(update={"commit_interval_s": 120.0})
+    slow_commit = settings.model_copy(
+        update={"commit_interval_s": 120.0, "transaction_timeout_s": 300.0}
+    )
     first = start_worker(slow_commit)
-    publish(settings, "purchases", [record("purchases", purchase()) for _ in range(5)])
-    eventually(lambda: first.total("rewards_events_processed_total", topic="purchases") == 5)
-    first.kill()  # SIGKILL: offsets never committed
+    events = [purchase() for _ in range(5)]
+    publish(settings, "purchases", [record("purchases", e) for e in events])
+    marks = redis.Redis.from_url(settings.redis_url)  # the first worker has read all five
+    keys = [f"{seen_namespace(settings.app_id)}:{settings.topic('purchases')}:{e['event_id']}"
+            for e in events]  # fmt: skip
+    eventually(lambda: marks.exists(*keys) == 5)
+    first.kill()  # SIGKILL: the transaction with the offsets never committed
 
     second = start_worker(settings)
     counts = settled(second, 5, topic="purchases")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import time
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -17,7 +15,7 @@ from streams.inspect import read_topic
 from streams.points_mirror import mirror_namespace
 from streams.worker_process import free_port
 from tests.events import new_id, purchase, record
-from tests.support import eventually, publish
+from tests.support import eventually, http_get, publish
 
 pytestmark = pytest.mark.integration
 HOLD = timedelta(days=14)
@@ -65,15 +63,7 @@ def topic_records(settings, base: str) -> list[dict]:
 
 def http_balance(worker, customer: str) -> tuple[int, dict]:
     """(status, body) of the balance endpoint; during a rebalance it may answer 503 (not JSON)."""
-    url = f"http://127.0.0.1:{worker.web_port}/points/{customer}"
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, orjson.loads(response.read())
-    except urllib.error.HTTPError as err:
-        body = err.read()
-        return err.code, orjson.loads(body) if body.startswith(b"{") else {"raw": body.decode()}
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
-        return 0, {"error": str(err)}
+    return http_get(worker, f"/points/{customer}")
 
 
 def redis_balance(settings, customer: str) -> tuple[int, int] | None:

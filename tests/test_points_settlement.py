@@ -28,10 +28,11 @@ def buy(order: str, cents: int, *, day: float = 0, redeem: int = 0, currency: st
                     currency=currency, points_redeemed=redeem)  # fmt: skip
 
 
-def refund(order: str, cents: int, *, day: float = 0, n: int = 0,
-           customer: str = "c-1") -> Purchase:  # fmt: skip
+def refund(order: str, cents: int, *, day: float = 0, n: int = 0, customer: str = "c-1",
+           currency: str = "EUR") -> Purchase:  # fmt: skip
     return Purchase(event_id=f"r-{order}-{n}", occurred_at=T0 + day * DAY, customer_id=customer,
-                    type="refund", order_id=order, amount_cents=cents, currency="EUR")  # fmt: skip
+                    type="refund", order_id=order, amount_cents=cents,
+                    currency=currency)  # fmt: skip
 
 
 Batches = list[tuple[float, list[Purchase]]]
@@ -55,9 +56,9 @@ SCENARIOS = {  # batches -> (pending, available), anomalies (kind, order, points
     "cumulative-partials-round-down": (  # 150 + 150 cents of 1000 reverse floor(3.0), not 1 + 1
         [(0, [buy("o-1", 1_000)]), (1, [refund("o-1", 150)]), (2, [refund("o-1", 150, n=1)])],
         (7, 0), [], []),
-    "partials-capped-at-earned": (
+    "partials-capped-at-earned": (  # refunds beyond the order are reported (issue #11)
         [(0, [buy("o-1", 10_000)]), (1, [refund("o-1", 4_000, n=k) for k in range(4)])],
-        (0, 0), [], []),
+        (0, 0), [("refund_exceeds_order", "o-1", 0)] * 2, []),
     "partial-refund-then-release-credits-the-rest": (
         [(0, [buy("o-1", 10_000)]), (1, [refund("o-1", 3_333)]), (14, [])],
         (0, 67), [], [("o-1", 67)]),
@@ -80,6 +81,18 @@ SCENARIOS = {  # batches -> (pending, available), anomalies (kind, order, points
         (100, 0), [("redemption_shortfall", "o-2", 10)], []),
     "back-dated-purchase-released-in-the-same-call": (
         [(20, [buy("o-1", 10_000, day=0)])], (0, 100), [], [("o-1", 100)]),
+    "refund-beyond-the-order-is-reported-and-capped": (  # issue #11: not silently capped
+        [(0, [buy("o-1", 10_000)]), (1, [refund("o-1", 12_500)])],
+        (0, 0), [("refund_exceeds_order", "o-1", 0)], []),
+    "refund-in-another-currency-reverses-nothing": (
+        [(0, [buy("o-1", 10_000)]), (1, [refund("o-1", 10_000, currency="USD")])],
+        (100, 0), [("refund_currency_mismatch", "o-1", 0)], []),
+    "order-id-reused-with-another-amount-is-reported": (
+        [(0, [buy("o-1", 10_000), buy("o-1", 5_000, event="again")]),
+         (1, [buy("o-1", 5_000, event="again")])],
+        (100, 0), [("order_id_reused", "o-1", 0)], []),
+    "order-id-resent-with-the-same-amount-changes-nothing": (
+        [(0, [buy("o-1", 10_000), buy("o-1", 10_000, event="again")])], (100, 0), [], []),
     "reversal-of-spent-points-is-a-shortfall": (
         [(0, [buy("o-1", 10_000)]), (14, [buy("o-2", 0, day=14, redeem=80)]),
          (15, [refund("o-1", 10_000, day=15)])],
@@ -103,6 +116,23 @@ def test_scenarios(batches, balances, anomalies, credits):
         ]
     for a in (a for s in done for a in s.anomalies):
         assert a.anomaly_id == stable_id("pa", a.kind, "c-1", a.order_id, a.source_event_id)
+
+
+def test_suspicious_refunds_and_reused_orders_carry_their_amounts():
+    beyond = settle(settle(Account("c-1"), [buy("o-1", 10_000)], T0, POLICY).account,
+                    [refund("o-1", 12_500)], T0 + DAY, POLICY)  # fmt: skip
+    assert [(a.kind, a.amount_cents, a.currency) for a in beyond.anomalies] == [
+        ("refund_exceeds_order", 2_500, "EUR")
+    ]
+    mismatch = settle(beyond.account, [refund("o-1", 700, n=1, currency="USD")], T0, POLICY)
+    assert [(a.kind, a.amount_cents, a.currency) for a in mismatch.anomalies] == [
+        ("refund_currency_mismatch", 700, "USD")
+    ]
+    reused = settle(beyond.account, [buy("o-1", 300, currency="JPY", event="e2")], T0, POLICY)
+    assert [(a.kind, a.amount_cents, a.currency) for a in reused.anomalies] == [
+        ("order_id_reused", 300, "JPY")
+    ]
+    assert reused.account.orders["o-1"].amount_cents == 10_000  # the first purchase stands
 
 
 def test_credit_reward_id_is_stable_per_customer_and_order():

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from msgspec.structs import replace
 
 from processors.points import Account, EarnRate, PointsPolicy
 from processors.referrals import Cap, ReferralPolicy, referral_key, referral_order_id

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import re
 from collections.abc import Iterator
@@ -39,7 +38,7 @@ from schemas import (
     load_schema,
     schema_path,
 )
-from schemas.codec import SCHEMA_DIR
+from schemas.codec import MAX_DEPTH, SCHEMA_DIR
 
 DECODED_TOPICS = INPUT_TOPICS + CONTROL_TOPICS
 ALL_TOPICS = DECODED_TOPICS + OUTPUT_TOPICS
@@ -200,9 +199,9 @@ def test_model_fields_match_schema_properties(topic: str, pointer: str, model: t
     node = load_schema(topic)
     for part in filter(None, pointer.split("/")):
         node = node[int(part)] if isinstance(node, list) else node[part]
-    fields = dataclasses.fields(model)
+    fields = msgspec.structs.fields(model)
     assert list(node["properties"]) == [f.name for f in fields]
-    no_default = {f.name for f in fields if f.default is dataclasses.MISSING}
+    no_default = {f.name for f in fields if f.required}
     assert set(node.get("required", [])) == no_default
 
 
@@ -218,6 +217,8 @@ def test_codec_constants() -> None:
         "no_points_rate",
         "provider_rejected",
         "provider_unavailable",
+        "out_of_range",
+        "processing_error",
     )
     assert INPUT_TOPICS == ("purchases", "complaints", "referrals", "survey-responses")
     assert CONTROL_TOPICS == ("fraud-decisions", "referral-commands", "gift-card-orders")
@@ -348,6 +349,14 @@ def invalid_cases() -> Iterator[Any]:
         ]:
             raw = dumps({**base, "occurred_at": stamp})
             yield pytest.param(topic, raw, "schema_violation", id=f"{topic}-timestamp-{label}")
+        for label, stamp in [  # v1 tightening: years 2000-2099, so no date arithmetic overflows
+            ("year-9999", "9999-12-31T23:59:59Z"),
+            ("year-0001", "0001-01-01T00:00:00Z"),
+            ("year-1999", "1999-12-31T23:59:59Z"),
+            ("year-2100", "2100-01-01T00:00:00Z"),
+        ]:
+            raw = dumps({**base, "occurred_at": stamp})
+            yield pytest.param(topic, raw, "out_of_range", id=f"{topic}-timestamp-{label}")
         # Padding a length-limited field makes the schema reject the event as well.
         padded = "comment" if topic == "survey-responses" else "event_id"
         pad = MAX_BYTES - len(dumps({**base, padded: ""})) + 1
@@ -440,6 +449,15 @@ def valid_variants() -> Iterator[Any]:
     ]:
         raw = dumps({**example("complaints.minimal"), "occurred_at": stamp})
         yield pytest.param("complaints", raw, id=f"complaints-timestamp-{label}")
+    for label, stamp in [
+        ("year-2000", "2000-01-01T00:00:00Z"),
+        ("year-2099", "2099-12-31T23:59:59Z"),
+    ]:
+        raw = dumps({**example("complaints.minimal"), "occurred_at": stamp})
+        yield pytest.param("complaints", raw, id=f"complaints-timestamp-{label}")
+    for label, number in [("45.0", b"45.0"), ("1e2", b"1e2"), ("minus-zero", b"-0.0")]:
+        raw = dumps({**example("purchases.purchase"), "amount_cents": 7}).replace(b"7", number, 1)
+        yield pytest.param("purchases", raw, id=f"integral-float-{label}")
     yield pytest.param(
         "purchases", dumps({**example("purchases.purchase"), "amount_cents": 0}), id="zero-amount"
     )
@@ -460,6 +478,34 @@ def test_points_redeemed_defaults_to_zero() -> None:
     for value in ({}, {"points_redeemed": None}):
         event = CODEC.decode("purchases", dumps({**example("purchases.purchase"), **value}))
         assert event.points_redeemed == 0  # type: ignore[union-attr]
+
+
+def test_integral_floats_are_integers_as_in_json_schema() -> None:
+    raw = dumps({**example("purchases.purchase"), "amount_cents": 7, "points_redeemed": 8})
+    for amount, redeemed in [(b"45.0", b"1e1"), (b"1E2", b"-0.0"), (b"4599.000", b"0.0")]:
+        event = CODEC.decode("purchases", raw.replace(b"7", amount, 1).replace(b"8", redeemed, 1))
+        assert (event.amount_cents, event.points_redeemed) == (  # type: ignore[union-attr]
+            int(float(amount)),
+            int(float(redeemed)),
+        )
+        assert type(event.amount_cents) is int  # type: ignore[union-attr]
+    for fraction in (b"45.5", b"1e-1"):
+        assert codec_reason("purchases", raw.replace(b"7", fraction, 1)) == "wrong_type"
+
+
+@pytest.mark.parametrize("where", ["unknown-field", "context", "array"])
+def test_json_nested_deeper_than_the_limit_is_a_schema_violation(where: str) -> None:
+    base = example("purchases.with-context")
+    for depth, reason in [(MAX_DEPTH, None), (MAX_DEPTH + 1, "schema_violation"),
+                          (10_000, "schema_violation")]:  # fmt: skip
+        inner = depth - (2 if where == "context" else 1)  # levels below the field
+        opener, closer = (b"[", b"]") if where == "array" else (b'{"a":', b"}")
+        deep = opener * inner + b"1" + closer * inner
+        doc = with_value(base, ("context", "deep") if where == "context" else ("x",), "DEEP")
+        raw = dumps(doc).replace(b'"DEEP"', deep)  # built as text: encoders limit depth
+        assert codec_reason("purchases", raw) == reason, (where, depth)
+    strings = dumps({**base, "x": "[" * 10_000 + "{" * 10_000})  # brackets in a string: flat
+    assert codec_reason("purchases", strings) is None
 
 
 def test_size_limit_is_inclusive_and_checked_first() -> None:
@@ -559,9 +605,11 @@ JSON_VALUES = st.recursive(
     st.none()
     | st.booleans()
     | st.integers(min_value=-(2**60), max_value=2**60)
-    | st.floats(allow_nan=False, allow_infinity=False).filter(lambda f: not f.is_integer())
+    | st.floats(allow_nan=False, allow_infinity=False)  # integral ones (45.0) are integers
+    | st.sampled_from([45.0, 1e2, -0.0, 2.0**53, 1e300])
     | st.text(max_size=20)
-    | st.sampled_from(["USD", "XXX", "usd", "2026-11-23T10:00:00Z", "2026-11-23", "", "A" * 300]),
+    | st.sampled_from(["USD", "XXX", "usd", "2026-11-23T10:00:00Z", "2026-11-23", "", "A" * 300])
+    | st.sampled_from(["9999-12-31T23:59:59Z", "1999-12-31T23:59:59Z", "2099-12-31T23:59:59Z"]),
     lambda inner: (
         st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
     ),

@@ -2,66 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import random
-import shutil
-import socket
-import subprocess
-from pathlib import Path
 
 import pytest
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from streams.worker_process import free_port
-from tests.support import CI, REPO, eventually
+from tests.support import eventually
 
 pytestmark = pytest.mark.integration
-
-
-def consecutive_free_ports(count: int) -> int:
-    """A base port below the ephemeral range with `count` bindable ports from it on."""
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20_000, 30_000 - count)
-        try:
-            with contextlib.ExitStack() as stack:
-                for port in range(base, base + count):
-                    sock = stack.enter_context(socket.socket())
-                    sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no free port range")
-
-
-@pytest.fixture
-def cluster(tmp_path: Path):
-    if shutil.which("java") is None or shutil.which("mvn") is None:
-        if CI:
-            pytest.fail("java and mvn are needed for the jar-based cluster")
-        pytest.skip("java and mvn are needed for the jar-based cluster")
-    env = {
-        **os.environ,
-        "REWARDS_STACK_DIR": str(tmp_path / "stack"),
-        "REWARDS_KAFKA_PORT": str(consecutive_free_ports(6)),
-        "REWARDS_REDIS_PORT": str(free_port()),
-    }
-    script = str(REPO / "deploy" / "stack.sh")
-
-    def run(*args: str) -> str:
-        done = subprocess.run(
-            ["bash", script, *args], env=env, capture_output=True, text=True, check=False
-        )
-        assert done.returncode == 0, done.stderr[-4000:]
-        return done.stdout
-
-    run("up", "--brokers", "3")
-    run("up", "--brokers", "3")  # safe to run twice
-    exports = dict(line.removeprefix("export ").split("=", 1) for line in run("env").splitlines())
-    yield exports["KAFKA_BOOTSTRAP_SERVERS"], tmp_path / "stack"
-    run("down", "--purge")
 
 
 def create_replicated(admin: AdminClient) -> bool:

@@ -1,0 +1,1 @@
+"""The worker's adapters to the world: Kafka, RocksDB, Redis, the gift-card provider, Prometheus."""

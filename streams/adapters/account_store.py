@@ -1,0 +1,315 @@
+"""Customer accounts per partition: RocksDB on local disk, a compacted changelog on Kafka.
+
+The changelog is the durable copy; RocksDB (write-ahead log off, as Kafka Streams runs it) is a
+local cache of it that survives restarts, and a bounded cache of decoded accounts sits in front.
+Writes are two-phase, inside the batch's producer transaction: `stage` produces the changed
+accounts to the changelog; once the transaction (with the input offsets) is committed,
+`committed` writes them to RocksDB together with the changelog offset they reach, so the local
+store is never ahead of the changelog. An aborted transaction is `discard`ed. After an
+assignment `recover` reads the changelog from the offset the local store reached (the whole
+changelog on a fresh disk) up to its last committed record, then the partition is processed.
+
+Values: one version byte, then the msgpack array of the account (`processors.points.Account`;
+fields are only ever appended, with defaults, so older records decode).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import struct
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from confluent_kafka import Consumer, KafkaError, Message
+from confluent_kafka import TopicPartition as KafkaPartition
+from rocksdict import Options, Rdict, WriteBatch, WriteOptions
+
+from processors.points import Account
+
+log = logging.getLogger(__name__)
+
+FORMAT = b"\x01"
+META_OFFSET = b"\x00meta:changelog-next-offset"
+META_CLOCK = b"\x00meta:stream-time-ms"
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Account)
+_NO_WAL = WriteOptions()
+_NO_WAL.disable_wal = True  # type: ignore[method-assign,assignment]  # the changelog is durable
+
+
+class StateFormatError(RuntimeError):
+    """A stored account is in a format this version cannot read."""
+
+
+def encode_account(account: Account) -> bytes:
+    """The stored form of an account."""
+    return FORMAT + _encoder.encode(account)
+
+
+def decode_account(raw: bytes) -> Account:
+    """An account from its stored form."""
+    if raw[:1] != FORMAT:
+        raise StateFormatError(
+            f"account record of format {raw[:1]!r}: written by another version of the worker"
+        )
+    return _decoder.decode(memoryview(raw)[1:])
+
+
+class AccountStore:
+    """Reads and writes accounts of the partitions this worker owns."""
+
+    def __init__(
+        self,
+        *,
+        directory: Path,
+        changelog_topic: str,
+        recovery_config: dict[str, Any],
+        cache_size: int,
+        in_memory: bool = False,
+    ) -> None:
+        self._directory = directory
+        self._in_memory = in_memory
+        self.changelog_topic = changelog_topic
+        self._recovery_config = recovery_config
+        self._cache_size = cache_size
+        self._dbs: dict[int, Any] = {}  # Rdict, or MemoryDB for throwaway runs
+        self._cache: dict[int, dict[str, Account]] = {}
+        self._clock: dict[int, datetime] = {}
+        self._staged: dict[int, dict[str, tuple[Account, bytes]]] = {}
+        self._staged_clock: dict[int, datetime] = {}
+        self._changelog_next: dict[int, int] = {}
+
+    def owned(self) -> frozenset[int]:
+        """The partitions whose state is open here."""
+        return frozenset(self._dbs)
+
+    async def recover(self, partitions: Iterable[int]) -> int:
+        """Open the partitions' stores and bring them up to the changelog's last committed record;
+        returns the number of changelog records applied. A local store that is ahead of the
+        changelog (the topic was recreated) is wiped and rebuilt from the changelog."""
+        wanted = sorted(set(partitions) - set(self._dbs))
+        if not wanted:
+            return 0
+        starts = {p: self._open(p) for p in wanted}
+        _, ends = self._bounds(wanted)
+        for partition in [p for p in wanted if starts[p] > ends[p]]:
+            log.warning("local state of partition %d is ahead of %s: rebuilding it",
+                        partition, self.changelog_topic)  # fmt: skip
+            self.wipe(partition)
+            starts[partition] = self._open(partition)
+        consumer = Consumer(self._recovery_config)
+        try:
+            consumer.assign([KafkaPartition(self.changelog_topic, p, o) for p, o in starts.items()])
+            return await self._replay(consumer, starts)
+        finally:
+            consumer.close()
+
+    def _bounds(self, partitions: Sequence[int]) -> tuple[dict[int, int], dict[int, int]]:
+        """Low and high watermarks of the changelog's partitions."""
+        consumer = Consumer(self._recovery_config)
+        try:
+            marks = {
+                p: consumer.get_watermark_offsets(KafkaPartition(self.changelog_topic, p), 30)
+                for p in partitions
+            }
+        finally:
+            consumer.close()
+        return {p: int(m[0]) for p, m in marks.items()}, {p: int(m[1]) for p, m in marks.items()}
+
+    def _open(self, partition: int) -> int:
+        path = self._directory / f"p{partition}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = MemoryDB() if self._in_memory else Rdict(str(path), Options(raw_mode=True))
+        raw_next = db.get(META_OFFSET)
+        start = struct.unpack(">q", raw_next)[0] if raw_next else 0
+        self._dbs[partition] = db
+        self._cache[partition] = {}
+        raw_clock = db.get(META_CLOCK)
+        if raw_clock:
+            self._clock[partition] = _from_ms(struct.unpack(">q", raw_clock)[0])
+        return int(start)
+
+    async def _replay(self, consumer: Consumer, starts: dict[int, int]) -> int:
+        pending, applied, started = set(starts), 0, time.monotonic()
+        batches: dict[int, Any] = {p: self._batch() for p in starts}
+        nexts = dict(starts)
+        while pending:
+            for record in consumer.consume(10_000, 0.05):
+                error = record.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        pending.discard(int(record.partition() or 0))
+                    else:
+                        log.warning("changelog recovery: %s (retrying)", error)
+                    continue
+                partition, key = int(record.partition() or 0), record.key() or b""
+                value = record.value()
+                if value is None:
+                    batches[partition].delete(key)
+                else:
+                    batches[partition].put(key, value)
+                nexts[partition] = int(record.offset() or 0) + 1
+                applied += 1
+            self._write_replayed(batches, nexts)
+            await asyncio.sleep(0)  # the web server and timers go on meanwhile
+        log.info("recovered partitions %s: %d changelog records in %.1fs",
+                 sorted(starts), applied, time.monotonic() - started)  # fmt: skip
+        return applied
+
+    def _write_replayed(self, batches: dict[int, Any], nexts: dict[int, int]) -> None:
+        for partition, batch in batches.items():
+            batch.put(META_OFFSET, struct.pack(">q", nexts[partition]))
+            self._dbs[partition].write(batch, _NO_WAL)
+            batches[partition] = self._batch()
+
+    def _batch(self) -> Any:
+        return MemoryBatch() if self._in_memory else WriteBatch(raw_mode=True)
+
+    def close(self, partitions: Iterable[int]) -> None:
+        """Close the partitions' stores (revoked); their files stay for a later assignment."""
+        for partition in partitions:
+            self._staged.pop(partition, None)
+            self._cache.pop(partition, None)
+            self._clock.pop(partition, None)
+            db = self._dbs.pop(partition, None)
+            if db is not None:
+                db.close()
+
+    def load(self, partition: int, customer_id: str) -> Account:
+        """The customer's account in `partition` (as staged in this batch), or a new empty one."""
+        staged = self._staged.get(partition)
+        if staged is not None and customer_id in staged:
+            return staged[customer_id][0]
+        found = self.get(partition, customer_id)
+        return found if found is not None else Account(customer_id)
+
+    def get(self, partition: int, customer_id: str) -> Account | None:
+        """The customer's stored account in `partition`, if any."""
+        cache = self._cache[partition]
+        account = cache.get(customer_id)
+        if account is None:
+            raw = self._dbs[partition].get(customer_id.encode())
+            if raw is None:
+                return None
+            account = decode_account(raw)
+            self._remember(cache, customer_id, account)
+        return account
+
+    def _remember(self, cache: dict[str, Account], customer_id: str, account: Account) -> None:
+        cache.pop(customer_id, None)
+        cache[customer_id] = account
+        if len(cache) > self._cache_size // max(1, len(self._cache)):
+            del cache[next(iter(cache))]
+
+    def stream_time(self, partition: int) -> datetime | None:
+        """The partition's stream clock as last committed (or staged)."""
+        return self._staged_clock.get(partition) or self._clock.get(partition)
+
+    def stage(
+        self,
+        produce: Callable[..., None],
+        accounts: Sequence[tuple[int, Account]],
+        clocks: dict[int, datetime],
+    ) -> None:
+        """Produce changed accounts to the changelog (inside the open transaction)."""
+        last: dict[int, tuple[bytes, bytes]] = {}
+        for partition, account in accounts:
+            key, value = account.customer_id.encode(), encode_account(account)
+            self._staged.setdefault(partition, {})[account.customer_id] = (account, value)
+            if partition in last:
+                produce(self.changelog_topic, *last[partition], partition)
+            last[partition] = (key, value)
+        for partition, (key, value) in last.items():  # the last one reports its offset
+            produce(self.changelog_topic, key, value, partition, self._delivered)
+        self._staged_clock.update(clocks)
+
+    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
+        if err is None:
+            self._changelog_next[int(msg.partition() or 0)] = int(msg.offset() or 0) + 1
+
+    def committed(self) -> None:
+        """The transaction committed: write what was staged to RocksDB and the cache."""
+        for partition, accounts in self._staged.items():
+            db, cache, batch = (
+                self._dbs[partition],
+                self._cache[partition],
+                self._batch(),
+            )
+            for customer_id, (account, value) in accounts.items():
+                batch.put(customer_id.encode(), value)
+                self._remember(cache, customer_id, account)
+            if partition in self._changelog_next:
+                batch.put(META_OFFSET, struct.pack(">q", self._changelog_next.pop(partition)))
+            db.write(batch, _NO_WAL)
+        for partition, clock in self._staged_clock.items():
+            if partition in self._dbs:
+                self._clock[partition] = clock
+                self._dbs[partition].put(META_CLOCK, struct.pack(">q", _to_ms(clock)), _NO_WAL)
+        self._staged.clear()
+        self._staged_clock.clear()
+
+    def discard(self) -> None:
+        """The transaction was aborted: forget what was staged."""
+        self._staged.clear()
+        self._staged_clock.clear()
+        self._changelog_next.clear()
+
+    def scan(self, partitions: Iterable[int]) -> Iterator[tuple[int, Account]]:
+        """Every account stored for `partitions` (after recovery: rebuild the indexes)."""
+        for partition in partitions:
+            for key, raw in self._dbs[partition].items():
+                if isinstance(key, bytes) and isinstance(raw, bytes) and key[:1] != b"\x00":
+                    yield partition, decode_account(raw)
+
+    def wipe(self, partition: int) -> None:
+        """Delete a partition's local files (it is rebuilt from the changelog when next opened)."""
+        self.close([partition])
+        shutil.rmtree(self._directory / f"p{partition}", ignore_errors=True)
+
+
+class MemoryBatch:
+    """A write batch of the in-memory store (`REWARDS_STORE=memory://`, throwaway runs)."""
+
+    def __init__(self) -> None:
+        self.ops: list[tuple[bytes, bytes | None]] = []
+
+    def put(self, key: bytes, value: bytes) -> None:
+        """Set `key` when the batch is written."""
+        self.ops.append((key, value))
+
+    def delete(self, key: bytes) -> None:
+        """Remove `key` when the batch is written."""
+        self.ops.append((key, None))
+
+
+class MemoryDB(dict[bytes, bytes]):
+    """The in-memory store of one partition: rebuilt from the changelog whenever it is opened."""
+
+    def put(self, key: bytes, value: bytes, _options: object = None) -> None:
+        """Set one key."""
+        self[key] = value
+
+    def write(self, batch: MemoryBatch, _options: object = None) -> None:
+        """Apply a batch."""
+        for key, value in batch.ops:
+            if value is None:
+                self.pop(key, None)
+            else:
+                self[key] = value
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def _to_ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
+def _from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)

@@ -1,0 +1,166 @@
+"""Everything a batch produces, in one Kafka transaction with the batch's input offsets.
+
+A batch's outputs (ledger entries, rewards, alerts, commands, dead letters) and its state changes
+(the accounts' changelog records) are produced inside a transaction, and the input offsets are
+committed in the same transaction (`send_offsets_to_transaction`, KIP-447): either all of it is
+visible to `read_committed` consumers, or none of it and the batch is processed again. The
+consumer group's generation goes with the offsets, so a worker that lost its partitions (a
+zombie) cannot commit: the broker fences it.
+
+The transactional id is stable per worker instance (derived from its state directory), so a
+restarted worker aborts whatever its previous incarnation left open at once instead of blocking
+readers until `transaction.timeout.ms`.
+
+Faust's own exactly-once mode is not used (faust-streaming #517); this is the client's API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import TopicPartition as KafkaPartition
+
+from schemas.codec import encode
+
+log = logging.getLogger(__name__)
+DeliveryCallback = Callable[[KafkaError | None, Message], None]
+
+
+class TransactionAborted(Exception):
+    """The transaction had to be aborted (e.g. the group rebalanced): process the batch again."""
+
+
+class Outbox:
+    """A transactional producer: `begin`, `emit` records, then `commit` with the offsets."""
+
+    def __init__(self, config: dict[str, Any], topic_prefix: str) -> None:
+        self._config = config
+        self._prefix = topic_prefix
+        self._producer = Producer(config)
+        self.open = False
+        """Whether a transaction is open."""
+        self.produced: Counter[str] = Counter()
+        """Records produced in the open transaction, by full topic name."""
+        self._warm: set[str] = set()
+
+    def start(self, timeout_s: float) -> None:
+        """Register the transactional id with its coordinator (aborting what an earlier
+        incarnation left open), retrying until the cluster answers or `timeout_s` passes."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self._producer.init_transactions(min(30.0, max(1.0, deadline - time.monotonic())))
+                return
+            except KafkaException as exc:
+                if not exc.args[0].retriable() or time.monotonic() > deadline:
+                    raise
+                log.warning("transaction coordinator not ready (%s); retrying", exc.args[0])
+
+    def topic(self, base_topic: str) -> str:
+        """The full name of an output topic."""
+        return f"{self._prefix}{base_topic}"
+
+    def warm_up(self, topics: Sequence[str]) -> None:
+        """Fetch the topics' metadata now, not on a batch's first record."""
+        for topic in set(topics) - self._warm:
+            self._producer.list_topics(topic, timeout=10)
+            self._warm.add(topic)
+
+    def begin(self) -> None:
+        """Open the batch's transaction."""
+        if not self.open:
+            self._producer.begin_transaction()
+            self.open = True
+            self.produced = Counter()
+
+    def emit(self, base_topic: str, key: str, record: Any) -> None:
+        """Produce `record` (an output model) on `base_topic`, keyed by `key`."""
+        self.emit_raw(f"{self._prefix}{base_topic}", key.encode(), encode(record))
+
+    def emit_raw(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int = -1,
+        on_delivery: DeliveryCallback | None = None,
+    ) -> None:
+        """Produce raw bytes on a full topic name, to `partition` (-1: the key's partition)."""
+        if not self.open:
+            self.begin()
+        self.produced[topic] += 1
+        produce, poll = self._producer.produce, self._producer.poll
+        while True:
+            try:
+                if on_delivery is None:
+                    produce(topic, value=value, key=key, partition=partition)
+                else:
+                    produce(
+                        topic, value=value, key=key, partition=partition, on_delivery=on_delivery
+                    )
+                return
+            except BufferError:
+                poll(0.01)
+
+    async def commit(self, offsets: list[KafkaPartition], group_metadata: Any) -> None:
+        """Commit the transaction with the input offsets; raises TransactionAborted if the
+        broker refused it (the batch is then processed again)."""
+        if not self.open:
+            return
+        try:
+            await asyncio.to_thread(self._commit, offsets, group_metadata)
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if error.fatal():
+                raise
+            log.warning("transaction aborted (%s): the batch is processed again", error)
+            await self.abort()
+            raise TransactionAborted(str(error)) from exc
+        finally:
+            self.open = False
+
+    def _commit(self, offsets: list[KafkaPartition], group_metadata: Any) -> None:
+        """Blocking: send the offsets and commit, retrying what the client calls retriable."""
+        if offsets:
+            _retrying(
+                lambda: self._producer.send_offsets_to_transaction(offsets, group_metadata, 60)
+            )
+        _retrying(lambda: self._producer.commit_transaction(60))
+
+    async def abort(self) -> None:
+        """Abort the open transaction (nothing of it becomes visible)."""
+        self.open = False
+        await asyncio.to_thread(self.abort_now)
+
+    def abort_now(self) -> None:
+        """Abort the open transaction, blocking (inside a rebalance callback)."""
+        self.open = False
+        _retrying(lambda: self._producer.abort_transaction(60))
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Abort anything open and let go of the producer."""
+        if self.open:
+            try:
+                self._producer.abort_transaction(timeout_s)
+            except KafkaException as exc:
+                log.warning("abort on close failed: %s", exc)
+            self.open = False
+        self._producer.flush(timeout_s)
+
+
+def _retrying(call: Callable[[], object], attempts: int = 10) -> None:
+    """Call a transactional API again while the client says the error is retriable."""
+    for attempt in range(attempts):
+        try:
+            call()
+            return
+        except KafkaException as exc:
+            if not exc.args[0].retriable() or attempt == attempts - 1:
+                raise
+            time.sleep(min(1.0, 0.05 * 2**attempt))

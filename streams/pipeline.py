@@ -1,0 +1,269 @@
+"""The worker's loop: whole batches from the source, processed into one open transaction.
+
+One loop per consumer, on the event loop's thread: poll what the client has fetched (never
+waiting), hand the batch to its handler, which produces every output and state change into the
+open Kafka transaction, and add the batch's offsets to it. Every `commit_interval_s` (longer
+while catching up on a backlog, so that commits cost little of the throughput) the transaction
+commits with those input offsets; only then does the handler make its changes local (RocksDB,
+caches, indexes, counters). An aborted transaction discards them and the source goes back to
+the committed offsets, so the records are processed again from the same state. Between
+batches the loop runs its periodic work (the hold-end sweep) in the same transaction.
+
+Everything that touches the state runs in this loop, one step at a time, so a rebalance (which
+the client reports inside `poll`) never meets a batch half done: it aborts the open transaction
+and the partitions' next owner processes those records again.
+
+No single record can stop a partition: when handling a batch raises, the transaction is
+aborted, the records are read again from the committed offsets and handled one at a time up to
+the end of the failed batch; the record that raises again is a poison record, dead-lettered
+(`processing_error`, with the exception) the next time it is read, and the rest goes on. If
+three records in a row fail the same way, the failure is not the records' (a bug or a broken
+dependency): the loop stops and tells `on_fatal`, which makes the worker exit non-zero so that
+its supervisor restarts it (no process that answers HTTP but consumes nothing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from confluent_kafka import KafkaException, Message
+from confluent_kafka import TopicPartition as KafkaPartition
+
+from streams.adapters.kafka_source import KafkaSource
+from streams.adapters.outbox import Outbox, TransactionAborted
+from streams.metrics import LoopMetrics
+
+log = logging.getLogger(__name__)
+_BEFORE = KafkaPartition("", 0, -1)
+CATCH_UP_COMMIT_S = 1.0
+"""The commit interval while the source is more than a batch behind (latency is moot then)."""
+
+
+class BatchHandler(Protocol):
+    """Processes batches into the open transaction; makes them local once committed."""
+
+    async def handle(self, records: list[Message]) -> None:
+        """Produce everything the batch causes (outputs, state) into the transaction."""
+
+    def committed(self) -> None:
+        """The transaction committed: apply its batches' changes locally."""
+
+    def discarded(self) -> None:
+        """The transaction was aborted: forget its batches' changes."""
+
+
+class PoisonRecords:
+    """Records whose handling raised, by position, with why: the gate dead-letters them."""
+
+    def __init__(self) -> None:
+        self._found: dict[tuple[str, int, int], str] = {}
+
+    def add(self, record: Message, exc: BaseException) -> None:
+        """Remember a record that made the handler raise."""
+        key = (str(record.topic()), int(record.partition() or 0), int(record.offset() or 0))
+        self._found[key] = f"{type(exc).__name__}: {exc}"[:500]
+
+    def why(self, record: Message) -> str | None:
+        """Why the record is poison, or None if it is not."""
+        if not self._found:
+            return None
+        return self._found.get(
+            (str(record.topic()), int(record.partition() or 0), int(record.offset() or 0))
+        )
+
+    def __len__(self) -> int:
+        return len(self._found)
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """How the loop batches, commits and idles."""
+
+    batch_max: int
+    batch_within_s: float
+    commit_interval_s: float
+    idle_s: float = 0.002
+    periodic_s: float = 1.0
+
+
+class Pipeline:
+    """Poll, handle, commit now and then; repeat until stopped."""
+
+    def __init__(
+        self,
+        name: str,
+        source: KafkaSource,
+        outbox: Outbox,
+        handler: BatchHandler,
+        *,
+        loop: LoopSettings,
+        poison: PoisonRecords | None = None,
+        periodic: Callable[[], Awaitable[None]] | None = None,
+        metrics: LoopMetrics | None = None,
+    ) -> None:
+        self.name = name
+        self._source = source
+        self._outbox = outbox
+        self._handler = handler
+        self._loop = loop
+        self._periodic = periodic
+        self._poison = poison if poison is not None else PoisonRecords()
+        self._metrics = metrics
+        self._suspect: dict[tuple[str, int], int] = {}
+        """While set: the offsets up to which records are handled one at a time."""
+        self._failures: list[str] = []
+        self._stopping = False
+        self._offsets: dict[tuple[str, int], KafkaPartition] = {}
+        self._opened_at = 0.0
+        self._behind = False
+        self.heartbeat = time.monotonic()
+        """When the loop last went round (liveness)."""
+
+    def stop(self) -> None:
+        """Finish the batch in hand, commit, then return from `run`."""
+        self._stopping = True
+
+    async def run(self) -> None:
+        """The loop itself."""
+        last_periodic = 0.0
+        while not self._stopping:
+            self.heartbeat = now = time.monotonic()
+            records = await self._next_batch()
+            if records:
+                await self._handle(records)
+                self._behind = len(records) >= self._loop.batch_max
+            if self._periodic is not None and now - last_periodic >= self._loop.periodic_s:
+                last_periodic = now
+                await self._in_transaction(self._periodic)
+            if self._outbox.open and self._commit_due():
+                await self.commit()
+            if not records:
+                await asyncio.sleep(self._loop.idle_s)
+        await self.commit()
+
+    def _commit_due(self) -> bool:
+        interval = self._loop.commit_interval_s
+        if self._behind:
+            interval = max(interval, CATCH_UP_COMMIT_S)
+        return time.monotonic() - self._opened_at >= interval
+
+    async def _next_batch(self) -> list[Message]:
+        """What the client has fetched, topped up for up to `batch_within_s` once it started."""
+        records = self._source.poll(self._loop.batch_max)
+        if not records or self._loop.batch_within_s <= 0:
+            return records
+        deadline = time.monotonic() + self._loop.batch_within_s
+        generation = self._source.generation
+        while len(records) < self._loop.batch_max and time.monotonic() < deadline:
+            await asyncio.sleep(self._loop.idle_s)
+            records += self._source.poll(self._loop.batch_max - len(records))
+        if self._source.generation != generation:  # a rebalance while the batch filled up
+            records = self._source.still_assigned(records)
+        return records
+
+    async def _handle(self, records: list[Message]) -> None:
+        """Handle a batch into the transaction; one at a time while a failure is being traced."""
+        batches = [[r] for r in records] if self._suspect else [records]
+        for batch in batches:
+            try:
+                await self._in_transaction(self._handling(batch))
+            except KafkaException:
+                raise
+            except Exception as exc:
+                await self._failed(batch, exc)
+                return
+            for tp in self._source.next_offsets(batch):
+                self._offsets[(tp.topic, tp.partition)] = tp
+        self._suspect = {
+            tp: end
+            for tp, end in self._suspect.items()
+            if self._offsets.get(tp, _BEFORE).offset <= end
+        }
+
+    async def _failed(self, batch: list[Message], exc: Exception) -> None:
+        """Handling raised: abort, read again from the committed offsets; if `batch` is a single
+        record, it is poison; trace the failure one record at a time up to its batch's end."""
+        log.warning("%s: handling %d record(s) raised %r; tracing it", self.name, len(batch), exc)
+        if self._outbox.open:
+            await self._outbox.abort()
+        self._abandon()
+        if len(batch) == 1:
+            self._poison.add(batch[0], exc)
+            self._failures.append(type(exc).__name__)
+            if self._failures[-3:] == [type(exc).__name__] * 3:
+                raise RuntimeError(f"three records in a row failed with {exc!r}") from exc
+            log.error("%s: poison record %s[%d]@%d: %r", self.name, batch[0].topic(),
+                      batch[0].partition(), batch[0].offset(), exc)  # fmt: skip
+        for tp in self._source.next_offsets(batch):
+            key = (tp.topic, tp.partition)
+            self._suspect[key] = max(self._suspect.get(key, -1), tp.offset - 1)
+
+    def _handling(self, records: list[Message]) -> Callable[[], Awaitable[None]]:
+        async def handle() -> None:
+            await self._handler.handle(records)
+            if not self._failures or any(self._poison.why(r) is None for r in records):
+                self._failures.clear()  # a record was handled: the failures were the records'
+
+        return handle
+
+    async def _in_transaction(self, work: Callable[[], Awaitable[None]]) -> None:
+        """Run `work` inside the open transaction (opening one if needed); a transaction the
+        client says must be aborted is aborted and its records read again."""
+        if not self._outbox.open:
+            self._outbox.begin()
+            self._opened_at = time.monotonic()
+        try:
+            await work()
+        except KafkaException as exc:
+            if not exc.args[0].txn_requires_abort():
+                raise
+            log.warning("%s: transaction needs an abort (%s)", self.name, exc.args[0])
+            await self._outbox.abort()
+            self._abandon()
+
+    async def commit(self) -> None:
+        """Commit the open transaction with the offsets after its records."""
+        if not self._outbox.open:
+            return
+        offsets = self._source.commit_offsets(self._offsets.values())
+        started = time.monotonic()
+        try:
+            await self._outbox.commit(offsets, self._source.group_metadata())
+        except TransactionAborted:
+            self._abandon()
+            return
+        if self._metrics is not None:
+            self._metrics.committed(time.monotonic() - started, self._outbox.produced)
+        self._offsets.clear()
+        self._source.committed(offsets)
+        self._handler.committed()
+
+    def abandon_now(self) -> None:
+        """Abort the open transaction at once (the partitions are being revoked: their next
+        owner processes these records again). Called inside the client's rebalance callback."""
+        if self._outbox.open:
+            self._outbox.abort_now()
+            self._abandon()
+
+    def _abandon(self) -> None:
+        if self._metrics is not None:
+            self._metrics.aborted()
+        self._offsets.clear()
+        self._handler.discarded()
+        self._source.rewind()
+
+
+async def run_until_fatal(pipeline: Pipeline, on_fatal: Callable[[BaseException], None]) -> None:
+    """Run the loop; an exception that escapes it is fatal for the worker."""
+    try:
+        await pipeline.run()
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:
+        log.critical("%s loop failed: %r; the worker exits", pipeline.name, exc, exc_info=exc)
+        on_fatal(exc)

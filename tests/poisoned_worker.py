@@ -1,0 +1,33 @@
+"""`rewards worker` with a fault planted in the rules, for the tests of poison-record handling.
+
+`python -m tests.poisoned_worker worker` runs the real CLI after wrapping `settle` as the hot path
+calls it: settling an event whose id starts with `REWARDS_TEST_POISON` (default `poison-`) raises,
+as a bug in the rules would for that record alone; with `REWARDS_TEST_POISON_ALL=1` every
+settlement raises, as a broken dependency would.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import streams.points
+from streams.cli import main
+
+PREFIX = os.environ.get("REWARDS_TEST_POISON", "poison-")
+EVERYTHING = os.environ.get("REWARDS_TEST_POISON_ALL") == "1"
+_settle = streams.points.settle
+
+
+def poisoned_settle(account: Any, events: Any, *args: Any, **kwargs: Any) -> Any:
+    """`settle`, raising for planted events."""
+    if EVERYTHING or any(event.event_id.startswith(PREFIX) for event in events):
+        raise ZeroDivisionError("planted fault in the rules")
+    return _settle(account, events, *args, **kwargs)
+
+
+streams.points.settle = poisoned_settle  # type: ignore[assignment]
+
+if __name__ == "__main__":
+    sys.exit(main())
