@@ -15,7 +15,7 @@ whose customer purchased again within the repurchase window.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -27,7 +27,7 @@ from processors.advocacy_state import InviteFact, SurveyFact
 from processors.compensation_state import ComplaintRecord
 from processors.points import Account
 from processors.referrals import shop_orders
-from schemas.models import Referral, SurveyResponse
+from schemas.models import Complaint, Purchase, Referral, SurveyResponse
 
 Category = Literal["promoter", "passive", "detractor"]
 WINDOWS: tuple[tuple[str, timedelta], ...] = (
@@ -57,7 +57,7 @@ class AdvocacyPolicy:
         return max(w for _, w in self.windows)
 
 
-class Fact(Struct, frozen=True):
+class Fact(Struct, frozen=True, gc=False):
     """One contribution of one account to a windowed metric: its key and its time."""
 
     key: tuple[str, ...]
@@ -131,6 +131,51 @@ def follow_up(account: Account, policy: AdvocacyPolicy) -> Account:
         bought = record.repurchased_at or _first_purchase(account, after, policy)
         if (score, bought) != (record.next_score, record.repurchased_at):
             changed[complaint_id] = replace(record, next_score=score, repurchased_at=bought)
+    if not changed:
+        return account
+    return replace(account, complaints={**account.complaints, **changed})
+
+
+def follow_up_after(
+    account: Account, event: Complaint | SurveyResponse | Purchase, policy: AdvocacyPolicy
+) -> Account:
+    """`follow_up` after one event, looking only at what the event can have added: a survey
+    answer is the next one of the complaints that have none yet, a new order their purchase
+    again (nothing earlier can be missing: it would have been found when it arrived); a
+    complaint is followed up from everything the account holds."""
+    if isinstance(event, Complaint):
+        return follow_up(account, policy)
+    if isinstance(event, SurveyResponse):
+        fact = next((f for f in reversed(account.surveys) if f.event_id == event.event_id), None)
+        if fact is None:
+            return account
+        return _fill(account, lambda r: r.next_score is None and fact.at >= r.complained_at,
+                     lambda r: replace(r, next_score=fact.score))  # fmt: skip
+    order = account.orders.get(event.order_id)
+    if event.type != "purchase" or order is None or order.event_id != event.event_id:
+        return account
+    window = policy.repurchase_window
+    return _fill(
+        account,
+        lambda r: (
+            r.repurchased_at is None
+            and r.complained_at <= order.purchased_at <= r.complained_at + window
+        ),
+        lambda r: replace(r, repurchased_at=order.purchased_at),
+    )
+
+
+def _fill(
+    account: Account,
+    wants: Callable[[ComplaintRecord], bool],
+    fill: Callable[[ComplaintRecord], ComplaintRecord],
+) -> Account:
+    """The account with `fill` applied to its decided complaints that `wants` it."""
+    changed = {
+        complaint_id: fill(record)
+        for complaint_id, record in account.complaints.items()
+        if record.outcome != "none" and wants(record)
+    }
     if not changed:
         return account
     return replace(account, complaints={**account.complaints, **changed})

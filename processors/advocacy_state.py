@@ -7,7 +7,7 @@ from datetime import datetime
 from msgspec import Struct
 
 
-class SurveyFact(Struct, frozen=True, array_like=True):
+class SurveyFact(Struct, frozen=True, gc=False, array_like=True):
     """One survey answer, kept for the longest window."""
 
     event_id: str
@@ -18,7 +18,7 @@ class SurveyFact(Struct, frozen=True, array_like=True):
     ces: int | None = None
 
 
-class InviteFact(Struct, frozen=True, array_like=True):
+class InviteFact(Struct, frozen=True, gc=False, array_like=True):
     """One invitation sent by this customer, kept for the longest window."""
 
     event_id: str

@@ -78,7 +78,7 @@ class CompensationPolicy:
     """Salt of the arm assignment: a new name re-draws the arms."""
 
 
-class BudgetRequest(Struct, frozen=True):
+class BudgetRequest(Struct, frozen=True, gc=False):
     """A compensation that passed every limit but the budget: reserve it, then decide."""
 
     event_id: str
@@ -88,7 +88,7 @@ class BudgetRequest(Struct, frozen=True):
     currency: str
 
 
-class Care(Struct, frozen=True):
+class Care(Struct, frozen=True, gc=False):
     """What one complaint did to an account, and what the world must hear about it."""
 
     account: Account

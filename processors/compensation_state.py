@@ -13,7 +13,7 @@ PENDING = "pending"
 limits of the customer's later complaints (never stored: the final settle has every answer)."""
 
 
-class ComplaintRecord(Struct, frozen=True, array_like=True):
+class ComplaintRecord(Struct, frozen=True, gc=False, array_like=True):
     """The decision on one complaint and the events that asked for it (at most one
     compensation per complaint, ever)."""
 

@@ -57,7 +57,7 @@ class PointsPolicy:
     """How long an order is kept for refunds; a refund after that is `refund_unknown_order`."""
 
 
-class Order(Struct, frozen=True, array_like=True):
+class Order(Struct, frozen=True, gc=False, array_like=True):
     """What one order earned and what happened to those points since (stored: fields are only
     ever added at the end, with a default)."""
 
@@ -77,7 +77,7 @@ class Order(Struct, frozen=True, array_like=True):
     """Later purchase events that reused this order id with another amount or currency."""
 
 
-class Account(Struct, frozen=True, array_like=True):
+class Account(Struct, frozen=True, gc=False, array_like=True):
     """A customer's points: balances and the orders that can still change them (stored: fields
     are only ever added at the end, with a default)."""
 
@@ -102,9 +102,12 @@ class Account(Struct, frozen=True, array_like=True):
     release_due_at: datetime | None = None
     """No order has pending points to release before this (kept by `with_order` and
     `release_due`, so a release check costs nothing until then); None: nothing pending."""
+    oldest_at: datetime | None = None
+    """No order was purchased, and no orphan refund seen, before this (kept like
+    `release_due_at`, so that a retention check costs nothing until it can find something)."""
 
 
-class LedgerEntry(Struct, frozen=True):
+class LedgerEntry(Struct, frozen=True, gc=False):
     """One balance change, with the balances it leaves (append-only; id deterministic)."""
 
     entry_id: str
@@ -120,7 +123,7 @@ class LedgerEntry(Struct, frozen=True):
     occurred_at: datetime
 
 
-class Anomaly(Struct, frozen=True):
+class Anomaly(Struct, frozen=True, gc=False):
     """Something to report and count, not an input error: its `kind` and the `points` short."""
 
     anomaly_id: str
@@ -135,7 +138,7 @@ class Anomaly(Struct, frozen=True):
     """The refund's or the reused order id's currency, where it matters."""
 
 
-class Outcome(Struct, frozen=True):
+class Outcome(Struct, frozen=True, gc=False):
     """The result of applying one event or one release to an account."""
 
     account: Account
@@ -182,11 +185,14 @@ def entry_for(  # noqa: PLR0917 - one balance change, all of it needed
 
 
 def with_order(account: Account, order: Order) -> Account:
-    """The account with `order` added or replaced (and its next release kept)."""
-    due = account.release_due_at
+    """The account with `order` added or replaced (and its next release and oldest time kept)."""
+    due, oldest = account.release_due_at, account.oldest_at
     if order.pending > 0 and (due is None or order.release_at < due):
         due = order.release_at
-    return replace(account, orders={**account.orders, order.order_id: order}, release_due_at=due)
+    if oldest is None or order.purchased_at < oldest:
+        oldest = order.purchased_at
+    orders = {**account.orders, order.order_id: order}
+    return replace(account, orders=orders, release_due_at=due, oldest_at=oldest)
 
 
 def _anomaly(  # noqa: PLR0917 - one anomaly, all of it needed
@@ -304,7 +310,8 @@ def reverse(
     if order is None:
         unknown = _anomaly(account, "refund_unknown_order", order_id, 0, event_id, at)
         orphans = {**account.orphan_refunds, event_id: at}
-        return Outcome(replace(account, orphan_refunds=orphans), anomalies=(unknown,))
+        oldest = at if account.oldest_at is None or at < account.oldest_at else account.oldest_at
+        return Outcome(replace(account, orphan_refunds=orphans, oldest_at=oldest), (), (unknown,))
     if event_id in order.refund_event_ids:
         return Outcome(account)
     if currency is not None and order.currency is not None and currency != order.currency:
@@ -377,14 +384,17 @@ def next_release(account: Account) -> datetime | None:
 def prune(account: Account, now: datetime, policy: PointsPolicy) -> Account:
     """Forget settled orders (nothing pending) and orphan refunds older than the retention."""
     cutoff = now - policy.order_retention
-    stale = [
+    if account.oldest_at is None or account.oldest_at >= cutoff:
+        return account  # nothing can be that old yet
+    stale = {
         o.order_id for o in account.orders.values() if o.purchased_at < cutoff and not o.pending
-    ]
-    orphans = [e for e, at in account.orphan_refunds.items() if at < cutoff]
-    if not stale and not orphans:
+    }
+    orphans = {e for e, at in account.orphan_refunds.items() if at < cutoff}
+    if not stale and not orphans:  # only pending orders are that old (a hold beyond retention)
         return account
+    orders = {k: o for k, o in account.orders.items() if k not in stale}
+    refunds = {e: at for e, at in account.orphan_refunds.items() if e not in orphans}
+    times = [o.purchased_at for o in orders.values()] + list(refunds.values())
     return replace(
-        account,
-        orders={k: o for k, o in account.orders.items() if k not in stale},
-        orphan_refunds={e: at for e, at in account.orphan_refunds.items() if e not in orphans},
+        account, orders=orders, orphan_refunds=refunds, oldest_at=min(times, default=None)
     )

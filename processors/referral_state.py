@@ -7,7 +7,7 @@ from datetime import datetime
 from msgspec import Struct
 
 
-class Referee(Struct, frozen=True, array_like=True):
+class Referee(Struct, frozen=True, gc=False, array_like=True):
     """The referral that brought a customer: who referred them, and how far it got."""
 
     referral_key: str
@@ -28,7 +28,7 @@ class Referee(Struct, frozen=True, array_like=True):
     decision_event_ids: tuple[str, ...] = ()
 
 
-class Grant(Struct, frozen=True, array_like=True):
+class Grant(Struct, frozen=True, gc=False, array_like=True):
     """A referral reward for a referrer: credited or capped (counted against caps if credited)."""
 
     referral_key: str

@@ -70,14 +70,14 @@ class ReferralPolicy:
     )
 
 
-class ConversionCheck(Struct, frozen=True):
+class ConversionCheck(Struct, frozen=True, gc=False):
     """A purchase that converts a referral once the fraud scorer has had its say."""
 
     purchase: Purchase
     referral: Referee
 
 
-class Step(Struct, frozen=True):
+class Step(Struct, frozen=True, gc=False):
     """What one referral step did to an account, and what the world must hear about it."""
 
     account: Account

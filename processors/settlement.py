@@ -16,7 +16,7 @@ from msgspec import Struct
 
 from processors.advocacy import (
     AdvocacyPolicy,
-    follow_up,
+    follow_up_after,
     prune_advocacy,
     record_invite,
     record_survey,
@@ -57,7 +57,7 @@ from schemas.models import (
 from schemas.outputs import CompensationDecision, ReferralReward
 
 
-class Rejection(Struct, frozen=True):
+class Rejection(Struct, frozen=True, gc=False):
     """An event the business rules refuse (not malformed input): dead-lettered with `reason`."""
 
     event_id: str
@@ -65,7 +65,7 @@ class Rejection(Struct, frozen=True):
     detail: str
 
 
-class PointsCredit(Struct, frozen=True):
+class PointsCredit(Struct, frozen=True, gc=False):
     """Points that became available to spend: announced on `rewards-issued` (kind `points`)."""
 
     reason: str
@@ -78,7 +78,7 @@ class PointsCredit(Struct, frozen=True):
     issued_at: datetime
 
 
-class Settlement(Struct, frozen=True):
+class Settlement(Struct, frozen=True, gc=False):
     """The account after a batch, and everything the batch caused that the world must hear about."""
 
     account: Account
@@ -146,50 +146,64 @@ def settle(
     rejections: list[Rejection] = []
     current = account
     for event, at in zip(events, times if times is not None else [now] * len(events), strict=True):
-        steps.append(_tick(current, at, policies))
-        taken = _steps(steps[-1].account, event, policies, at, verdicts or {}, grants or {})
-        rejections += [
-            Rejection(event.event_id, "no_points_rate", step.rejection)
-            for step in taken
-            if isinstance(step, Outcome) and step.rejection is not None
-        ]
-        steps += taken
-        current = _follow_up(steps[-1].account, policies)
-    steps.append(_tick(current, now, policies))
-    return _settlement(_follow_up(steps[-1].account, policies), steps, rejections)
+        current = _tick(current, at, policies, steps)
+        for step in _steps(current, event, policies, at, verdicts or {}, grants or {}):
+            steps.append(step)
+            current = step.account
+            if type(step) is Outcome and step.rejection is not None:
+                rejections.append(Rejection(event.event_id, "no_points_rate", step.rejection))
+        if current.complaints and type(event) in _FOLLOWED:
+            current = follow_up_after(current, event, policies.advocacy)  # type: ignore[arg-type]
+    current = _tick(current, now, policies, steps)
+    return _settlement(current, steps, rejections)
 
 
-def _tick(account: Account, at: datetime, policies: Policies) -> Outcome:
-    """What time alone does to an account: release the holds ended by `at`, forget what is past
-    retention (orders, cap grants, survey answers and invitations)."""
+def _tick(
+    account: Account, at: datetime, policies: Policies, steps: list[Outcome | Step | Care]
+) -> Account:
+    """What time alone does to an account: release the holds ended by `at` (appended to
+    `steps`), forget what is past retention (orders, cap grants, answers and invitations)."""
     released = release_due(account, at)
+    if released.entries:
+        steps.append(released)
     kept = released.account
-    if kept.orders or kept.orphan_refunds:
+    if kept.oldest_at is not None:
         kept = prune(kept, at, policies.points)
     if kept.grants:
         kept = prune_grants(kept, at, policies.referrals)
     if kept.surveys or kept.invites:
         kept = prune_advocacy(kept, at, policies.advocacy)
-    return released if kept is released.account else Outcome(kept, released.entries)
+    return kept
 
 
-def _follow_up(account: Account, policies: Policies) -> Account:
-    """Each decided complaint's follow-up from what the account holds now."""
-    return follow_up(account, policies.advocacy) if account.complaints else account
+_FOLLOWED = frozenset({Complaint, SurveyResponse, Purchase})
+"""The events that can change a complaint's follow-up (its record, the next answer, a purchase
+again); after any other event, or time passing, it cannot have changed."""
 
 
 def _settlement(
     final: Account, steps: Sequence[Outcome | Step | Care], rejections: Sequence[Rejection]
 ) -> Settlement:
-    """Everything the steps caused that the world must hear about."""
-    entries = tuple(e for step in steps if not isinstance(step, Care) for e in step.entries)
-    referral = [step for step in steps if isinstance(step, Step)]
-    care = [step for step in steps if isinstance(step, Care)]
+    """Everything the steps caused that the world must hear about (one pass over them)."""
+    if not steps:
+        return Settlement(final, rejections=tuple(rejections))
+    entries: list[LedgerEntry] = []
+    anomalies: list[Anomaly] = []
+    referral: list[Step] = []
+    care: list[Care] = []
+    for step in steps:
+        if type(step) is Care:
+            care.append(step)
+            continue
+        entries += step.entries  # type: ignore[union-attr]
+        anomalies += step.anomalies  # type: ignore[union-attr]
+        if type(step) is Step:
+            referral.append(step)
     return Settlement(
         account=final,
-        entries=entries,
+        entries=tuple(entries),
         credits=tuple(credits_for(entries)),
-        anomalies=tuple(a for step in steps if not isinstance(step, Care) for a in step.anomalies),
+        anomalies=tuple(anomalies),
         rejections=tuple(rejections),
         commands=tuple(c for step in referral for c in step.commands),
         referral_rewards=tuple(r for step in referral for r in step.rewards),

@@ -40,7 +40,7 @@ OperatorDecision: TypeAlias = Literal["approve", "reject"]
 ReferralCommandKind: TypeAlias = Literal["signup", "credit_referrer", "cancel_referrer"]
 
 
-class ShippingAddress(Struct, frozen=True, kw_only=True, omit_defaults=True):
+class ShippingAddress(Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
     """Where an order ships; every part is optional."""
 
     line1: str | None = None
@@ -51,7 +51,7 @@ class ShippingAddress(Struct, frozen=True, kw_only=True, omit_defaults=True):
     country: CountryCode | None = None
 
 
-class Context(Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Context(Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
     """Signals about the customer's session, read by fraud scoring; every field is optional."""
 
     email: Email | None = None
@@ -62,7 +62,7 @@ class Context(Struct, frozen=True, kw_only=True, omit_defaults=True):
     shipping_address: ShippingAddress | None = None
 
 
-class Purchase(Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Purchase(Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
     """`purchases`, keyed by customer_id: a completed order or a refund of one."""
 
     event_id: Id
@@ -81,7 +81,7 @@ class Purchase(Struct, frozen=True, kw_only=True, omit_defaults=True):
             force_setattr(self, "points_redeemed", 0)
 
 
-class Complaint(Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Complaint(Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
     """`complaints`, keyed by customer_id: a complaint opened by a customer."""
 
     event_id: Id
@@ -94,7 +94,7 @@ class Complaint(Struct, frozen=True, kw_only=True, omit_defaults=True):
     channel: Channel | None = None
 
 
-class Referral(Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Referral(Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
     """`referrals`, keyed by referrer_id: an invitation sent, or the invitee signing up."""
 
     event_id: Id
@@ -118,7 +118,7 @@ class Referral(Struct, frozen=True, kw_only=True, omit_defaults=True):
                 raise ValueError("`context` is required when `type` is 'signed_up' - at `$`")
 
 
-class SurveyResponse(Struct, frozen=True, kw_only=True, omit_defaults=True):
+class SurveyResponse(Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
     """`survey-responses`, keyed by customer_id: an answer to an NPS survey."""
 
     event_id: Id
@@ -132,7 +132,7 @@ class SurveyResponse(Struct, frozen=True, kw_only=True, omit_defaults=True):
     comment: Annotated[str, Meta(max_length=2000)] | None = None
 
 
-class FraudDecision(Struct, frozen=True, kw_only=True, omit_defaults=True):
+class FraudDecision(Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
     """`fraud-decisions`, keyed by referee_id: an operator's decision on a referral under review."""
 
     event_id: Id
@@ -144,7 +144,7 @@ class FraudDecision(Struct, frozen=True, kw_only=True, omit_defaults=True):
     reason: Annotated[str, Meta(max_length=500)] | None = None
 
 
-class ReferralCommand(Struct, frozen=True, kw_only=True, omit_defaults=True):
+class ReferralCommand(Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
     """`referral-commands` (internal), keyed by customer_id: a referral step for the partition that
     owns that customer's account."""
 
@@ -179,7 +179,7 @@ class ReferralCommand(Struct, frozen=True, kw_only=True, omit_defaults=True):
                 )
 
 
-class GiftCardOrder(Struct, frozen=True, kw_only=True, omit_defaults=True):
+class GiftCardOrder(Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
     """`gift-card-orders` (internal), keyed by customer_id: a granted gift card to order from the
     provider, with the idempotency key every attempt reuses."""
 

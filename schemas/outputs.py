@@ -15,7 +15,7 @@ RewardKind: TypeAlias = Literal["points", "gift_card", "discount"]
 Subject: TypeAlias = Literal["signup", "conversion"]
 
 
-class GiftCard(Struct, frozen=True, kw_only=True, omit_defaults=True):
+class GiftCard(Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
     """The gift card ordered from a provider for a reward."""
 
     provider: ShortText
@@ -24,7 +24,7 @@ class GiftCard(Struct, frozen=True, kw_only=True, omit_defaults=True):
     code_ref: Id | None = None
 
 
-class RewardIssued(Struct, frozen=True, kw_only=True, omit_defaults=True):
+class RewardIssued(Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
     """`rewards-issued`, keyed by customer_id: one reward granted to one customer."""
 
     reward_id: Id
@@ -52,14 +52,14 @@ class RewardIssued(Struct, frozen=True, kw_only=True, omit_defaults=True):
             )
 
 
-class FraudThresholds(Struct, frozen=True, kw_only=True, omit_defaults=True):
+class FraudThresholds(Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
     """The score cut-offs in force when the decision was taken."""
 
     review: float
     reject: float
 
 
-class FraudRuleHit(Struct, frozen=True, kw_only=True, omit_defaults=True):
+class FraudRuleHit(Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
     """One rule that contributed to a fraud score, with its (hashed) evidence."""
 
     rule: ShortText
@@ -67,7 +67,7 @@ class FraudRuleHit(Struct, frozen=True, kw_only=True, omit_defaults=True):
     evidence: dict[str, str]
 
 
-class FraudAlert(Struct, frozen=True, kw_only=True, omit_defaults=True):
+class FraudAlert(Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
     """`fraud-alerts`, keyed by referee_id: the fraud decision on a referral or its conversion."""
 
     alert_id: Id
@@ -84,7 +84,7 @@ class FraudAlert(Struct, frozen=True, kw_only=True, omit_defaults=True):
     rules: tuple[FraudRuleHit, ...]
 
 
-class DeadLetterSource(Struct, frozen=True, kw_only=True, omit_defaults=True):
+class DeadLetterSource(Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
     """Where a dead-lettered record was read."""
 
     topic: Annotated[str, Meta(min_length=1, max_length=249)]
@@ -93,7 +93,7 @@ class DeadLetterSource(Struct, frozen=True, kw_only=True, omit_defaults=True):
     timestamp_ms: Annotated[int, Meta(ge=0)] | None = None
 
 
-class DeadLetter(Struct, frozen=True, kw_only=True, omit_defaults=True):
+class DeadLetter(Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
     """`dead-letter`, keyed by the original key: a record that could not be processed."""
 
     reason: ShortText
@@ -121,7 +121,7 @@ AnomalyKind: TypeAlias = Literal[
 ]
 
 
-class PointsLedgerEntry(Struct, frozen=True, kw_only=True, omit_defaults=True):
+class PointsLedgerEntry(Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
     """`points-ledger`, keyed by customer_id: one change of a customer's points balances."""
 
     entry_id: Id
@@ -137,7 +137,7 @@ class PointsLedgerEntry(Struct, frozen=True, kw_only=True, omit_defaults=True):
     occurred_at: Timestamp
 
 
-class PointsAnomaly(Struct, frozen=True, kw_only=True, omit_defaults=True):
+class PointsAnomaly(Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
     """`points-anomalies`, keyed by customer_id: a points shortfall or an unknown order refunded."""
 
     anomaly_id: Id
@@ -157,7 +157,7 @@ ReferralRewardStatus: TypeAlias = Literal[
 ]
 
 
-class ReferralReward(Struct, frozen=True, kw_only=True, omit_defaults=True):
+class ReferralReward(Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
     """`referral-rewards`, keyed by customer_id: what became of one side of a referral's reward."""
 
     reward_id: Id
@@ -178,7 +178,7 @@ CompensationOutcome: TypeAlias = Literal["gift_card", "discount", "none", "block
 CompensationArm: TypeAlias = Literal["gift_card", "discount", "none"]
 
 
-class CompensationDecision(Struct, frozen=True, kw_only=True, omit_defaults=True):
+class CompensationDecision(Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
     """`compensation-decisions`, keyed by customer_id: what was decided for one complaint event,
     including every limit that said no."""
 

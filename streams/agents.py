@@ -17,6 +17,9 @@ Handler = Callable[[Sequence[Admitted]], Awaitable[Sequence[Rejected]]]
 class Committable(Protocol):
     """State a batch changes: applied locally once its transaction commits."""
 
+    async def flush(self) -> None:
+        """Before the transaction commits: finish what it must not commit without."""
+
     def committed(self) -> None:
         """The transaction committed."""
 
@@ -52,6 +55,11 @@ class Agents:
             await self._gate.reject(rejected)
             refused.update(id(r.item) for r in rejected)
         self._gate.done([item for item in admitted if id(item) not in refused])
+
+    async def flush(self) -> None:
+        """Before the transaction commits: the state's writes elsewhere are done."""
+        for state in self._state:
+            await state.flush()
 
     def committed(self) -> None:
         """The transaction committed: counts and state become local."""

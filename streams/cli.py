@@ -52,6 +52,20 @@ def stop_crashed(worker: Any, exc: BaseException, timeout_s: float) -> None:
         threading.Timer(timeout_s + 5, os._exit, args=(1,)).start()
 
 
+def cmd_config(settings: Settings, args: argparse.Namespace) -> int:
+    """Print the configuration table (from the settings' own descriptions), or write it into a
+    README between its `<!-- settings:start -->` and `<!-- settings:end -->` markers."""
+    from streams.settings import settings_table, with_settings_table
+
+    if args.readme:
+        path = Path(args.readme)
+        path.write_text(with_settings_table(path.read_text()))
+        print(f"configuration table written to {path}")
+    else:
+        print(settings_table(), end="")
+    return 0
+
+
 def cmd_topics(settings: Settings, _: argparse.Namespace) -> int:
     """Create the product's topics (idempotent)."""
     from streams.kafka_io import ensure_topics
@@ -242,6 +256,9 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rewards", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("worker", help=cmd_worker.__doc__).set_defaults(run=cmd_worker)
+    config = sub.add_parser("config", help="print the configuration table (from the settings)")
+    config.add_argument("--readme", help="write it into this README between its markers instead")
+    config.set_defaults(run=cmd_config)
     sub.add_parser("topics", help=cmd_topics.__doc__).set_defaults(run=cmd_topics)
     pub = sub.add_parser("publish", help=cmd_publish.__doc__)
     pub.add_argument(
@@ -265,6 +282,12 @@ def parser() -> argparse.ArgumentParser:
     decide.add_argument("--reason", help="why (recorded, up to 500 characters)")
     decide.add_argument("--alert", help="the fraud-alerts alert_id being decided")
     decide.set_defaults(run=cmd_decide)
+    add_tools(sub)
+    return p
+
+
+def add_tools(sub: Any) -> None:
+    """The commands that are not the worker: the sandbox, the report, the bench, the soak."""
     sandbox = sub.add_parser("sandbox-provider", help=cmd_sandbox_provider.__doc__)
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=18080)
@@ -296,7 +319,6 @@ def parser() -> argparse.ArgumentParser:
     from streams.tools.chaos_cli import chaos_arguments
 
     chaos_arguments(sub.add_parser("chaos", help=cmd_chaos.__doc__)).set_defaults(run=cmd_chaos)
-    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import orjson
 from redis.asyncio import Redis
 
 from processors.delivery import Position
@@ -11,14 +12,16 @@ from streams.metrics import PipelineMetrics
 from streams.redis_retry import RedisRetry
 from streams.settings import Settings
 
-# One round trip and one command per batch: redis-py spends ~15 µs of Python per pipelined command,
-# a script call costs that once. KEYS[i] is marked with ARGV[i + 1] unless it exists; the reply
-# holds the earlier mark (or nil) for each key. Single-instance Redis (keys span hash slots).
+# One round trip and one command per batch, with the marks packed in one argument: redis-py spends
+# ~0.5 µs of Python per command argument, orjson packs the batch in C. ARGV[1] is the TTL, ARGV[2]
+# a JSON list of [key, position]; each key is marked with its position unless it exists, and the
+# reply holds the earlier mark (or false) per key. Single-instance Redis (keys span hash slots).
 MARK_SCRIPT = """
 local ttl = ARGV[1]
+local marks = cjson.decode(ARGV[2])
 local out = {}
-for i = 1, #KEYS do
-  out[i] = redis.call('SET', KEYS[i], ARGV[i + 1], 'NX', 'GET', 'EX', ttl) or false
+for i, mark in ipairs(marks) do
+  out[i] = redis.call('SET', mark[1], mark[2], 'NX', 'GET', 'EX', ttl) or false
 end
 return out
 """
@@ -67,9 +70,12 @@ class FirstSeenIndex:
         return f"{self._namespace}:{position.topic}:{event_id}"
 
     async def _mark_once(self, entries: Sequence[tuple[str, Position]]) -> list[str | None]:
-        keys = [self._key(event_id, position) for event_id, position in entries]
-        args: list[str | int] = [self._ttl_s, *(position.token() for _, position in entries)]
-        replies = await self._script(keys=keys, args=args)
+        prefix = self._namespace
+        marks = [
+            (f"{prefix}:{position.topic}:{event_id}", f"{position.partition}:{position.offset}")
+            for event_id, position in entries
+        ]
+        replies = await self._script(keys=[], args=[self._ttl_s, orjson.dumps(marks)])
         return [r.decode() if isinstance(r, bytes) else None for r in replies]
 
 

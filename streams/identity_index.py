@@ -32,6 +32,11 @@ from streams.identity_lua import FACTS_SCRIPT, RECORD_SCRIPT
 from streams.redis_retry import RedisRetry
 
 SHARED_KINDS = ("email", "device", "payment", "address", "ip_ua")
+HASH_CACHE = 50_000
+"""Contexts whose keyed hashes are remembered (oldest forgotten first)."""
+RECORD_REFRESH_S = 600
+RECORDED_CACHE = 200_000
+"""(customer, signal) pairs whose last write to the index is remembered."""
 VELOCITY = (("referrer", None), ("ip", "ip"), ("device", "device"))
 
 
@@ -63,6 +68,8 @@ class IdentityIndex:
         self._ttl_s = int(ttl.total_seconds())
         self._policy = policy
         self._retry = retry
+        self._hashed: dict[Context, _Hashed] = {}
+        self._recorded: dict[tuple[str, str], int] = {}
         self._facts_script = redis.register_script(FACTS_SCRIPT)
         self._record_script = redis.register_script(RECORD_SCRIPT)
 
@@ -79,10 +86,31 @@ class IdentityIndex:
         return await self._retry.call(lambda: self._conversion_facts(checks))
 
     async def record(self, seen: Sequence[tuple[str, Context | None, datetime]]) -> None:
-        """Remember the signals each (customer, context, time) showed."""
-        hashed = [(c, self._hash(ctx), at) for c, ctx, at in seen if ctx is not None]
-        if hashed:
-            await self._retry.call(lambda: self._record(hashed))
+        """Remember the signals each (customer, context, time) showed. A signal this worker
+        recorded for the customer less than RECORD_REFRESH_S earlier (a customer's partition
+        has one worker) is not written again: its last-seen time moves in steps of that size."""
+        rows = self._fresh_rows(seen)
+        if rows:
+            await self._retry.call(lambda: self._record(rows))
+
+    def _fresh_rows(
+        self, seen: Sequence[tuple[str, Context | None, datetime]]
+    ) -> list[tuple[str, int, str, str]]:
+        rows: list[tuple[str, int, str, str]] = []
+        recorded = self._recorded
+        for customer, context, at in seen:
+            if context is None:
+                continue
+            stamp = int(at.timestamp())
+            for kind, digest in self._hash(context).signals.items():
+                key = (customer, digest)
+                last = recorded.get(key)
+                if last is None or not 0 <= stamp - last < RECORD_REFRESH_S:
+                    recorded[key] = stamp
+                    rows.append((customer, stamp, kind, digest))
+        while len(recorded) > RECORDED_CACHE:
+            del recorded[next(iter(recorded))]
+        return rows
 
     async def mark_rejected(self, customers: Iterable[str]) -> None:
         """Remember customers rejected for fraud (the `*_rejected` rules read it)."""
@@ -91,6 +119,18 @@ class IdentityIndex:
             await self._retry.call(lambda: self._mark(keys))
 
     def _hash(self, context: Context | None) -> _Hashed:
+        """The context's keyed hashes (remembered: customers come back with the same device,
+        card and address, and normalising and hashing them is most of a purchase's cost)."""
+        if context is None:
+            return _NO_SIGNALS
+        found = self._hashed.get(context)
+        if found is None:
+            found = self._hashed[context] = self._hash_now(context)
+            if len(self._hashed) > HASH_CACHE:
+                del self._hashed[next(iter(self._hashed))]
+        return found
+
+    def _hash_now(self, context: Context) -> _Hashed:
         plain = identity_signals(context)
         email = plain.get("email")
         return _Hashed(
@@ -183,13 +223,8 @@ class IdentityIndex:
             and (kind != "ip_ua" or abs(float(seen[kind]) - at) <= window)
         )
 
-    async def _record(self, hashed: list[tuple[str, _Hashed, datetime]]) -> None:
-        args: list[str | int] = [self._ns, self._ttl_s]
-        for customer, signals, at in hashed:
-            for kind, digest in signals.signals.items():
-                args += [customer, int(at.timestamp()), kind, digest]
-        if len(args) > 2:
-            await self._record_script(args=args)
+    async def _record(self, rows: list[tuple[str, int, str, str]]) -> None:
+        await self._record_script(args=[self._ns, self._ttl_s, orjson.dumps(rows)])
 
     async def _mark(self, keys: list[str]) -> None:
         pipe = self._redis.pipeline(transaction=False)
@@ -199,6 +234,9 @@ class IdentityIndex:
 
     def _rejected_key(self, customer: str) -> str:
         return f"{self._ns}:fraud:rejected:{customer}"
+
+
+_NO_SIGNALS = _Hashed(signals={}, domain=None, disposable=False)
 
 
 def _rejected(reply: dict[str, Any]) -> tuple[str, ...]:

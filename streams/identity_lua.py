@@ -70,13 +70,14 @@ end
 return cjson.encode(out)
 """
 
-# ARGV: namespace, ttl_s, then (customer, at, kind, hmac) per signal seen.
+# ARGV: namespace, ttl_s, then a JSON list of [customer, at, kind, hmac], one per signal seen.
 RECORD_SCRIPT = """
 local ns, ttl = ARGV[1], tonumber(ARGV[2])
-for i = 3, #ARGV, 4 do
-  local key = ns .. ':id:' .. ARGV[i + 2] .. ':' .. ARGV[i + 3]
-  redis.call('ZADD', key, 'GT', ARGV[i + 1], ARGV[i])
+local seen = cjson.decode(ARGV[3])
+for _, row in ipairs(seen) do
+  local key = ns .. ':id:' .. row[3] .. ':' .. row[4]
+  redis.call('ZADD', key, 'GT', row[2], row[1])
   redis.call('EXPIRE', key, ttl)
 end
-return (#ARGV - 2) / 4
+return #seen
 """

@@ -34,7 +34,7 @@ class PoisonRecords(Protocol):
         """Why `record` is poison, or None."""
 
 
-class Admitted(Struct, frozen=True):
+class Admitted(Struct, frozen=True, gc=False):
     """A valid event to process, with its topic's base name, where it came from and the stream
     time it is processed at."""
 
@@ -47,7 +47,7 @@ class Admitted(Struct, frozen=True):
     """The record as read: a business rejection dead-letters it with its original bytes."""
 
 
-class Rejected(Struct, frozen=True):
+class Rejected(Struct, frozen=True, gc=False):
     """An admitted event the business rules refused: dead-lettered with `reason`."""
 
     item: Admitted

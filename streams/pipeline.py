@@ -50,6 +50,9 @@ class BatchHandler(Protocol):
     async def handle(self, records: list[Message]) -> None:
         """Produce everything the batch causes (outputs, state) into the transaction."""
 
+    async def flush(self) -> None:
+        """The transaction is about to commit: finish what must be done before it does."""
+
     def committed(self) -> None:
         """The transaction committed: apply its batches' changes locally."""
 
@@ -230,6 +233,7 @@ class Pipeline:
         """Commit the open transaction with the offsets after its records."""
         if not self._outbox.open:
             return
+        await self._handler.flush()
         offsets = self._source.commit_offsets(self._offsets.values())
         started = time.monotonic()
         try:

@@ -13,6 +13,7 @@ An event that makes the rules raise is found and dead-lettered by the loop
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -25,6 +26,7 @@ from processors.ids import stable_id
 from processors.points import Account
 from processors.settlement import Event, Policies, Settlement, settle
 from schemas.models import FraudDecision, GiftCardOrder, Purchase, Referral
+from schemas.outputs import ReferralReward
 from streams.adapters.account_store import AccountStore
 from streams.adapters.outbox import Outbox
 from streams.advocacy import AdvocacyWindows
@@ -43,7 +45,7 @@ Clock = Callable[[], datetime]
 SWEEP_LIMIT = 5000  # customers per release sweep, so a backlog of hold ends never stalls a batch
 
 
-class Settled(Struct, frozen=True):
+class Settled(Struct, frozen=True, gc=False):
     """One customer's settlement, with the partition, the account it started from, its events
     and their stream times."""
 
@@ -94,6 +96,8 @@ class PointsLedger:
         self._ledger_topic = ledger_topic
         self._pending: list[Settled] = []
         """Settled in the open transaction: indexed and counted once it commits."""
+        self._writes: list[asyncio.Future[None]] = []
+        """Redis writes of the open transaction still under way."""
 
     async def settle_customer_events(self, admitted: Sequence[Admitted]) -> Sequence[Rejected]:
         """Settle each customer's purchases, complaints, referral steps and review decisions,
@@ -102,14 +106,17 @@ class PointsLedger:
         for item in admitted:
             assert not isinstance(item.event, GiftCardOrder)
             by_customer[(item.position.partition, _customer_of(item.event))].append(item)
-        await self._index.record(
-            [(e.customer_id, e.context, e.occurred_at) for e in _purchases(admitted)]
+        recording = asyncio.ensure_future(  # while the batch settles: it needs no answer
+            self._index.record(
+                [(e.customer_id, e.context, e.occurred_at) for e in _purchases(admitted)]
+            )
         )
+        self._writes.append(recording)
         settled = [self._settle(p, c, items) for (p, c), items in by_customer.items()]
         verdicts = await self._score_conversions(settled)
         settled = self._resettle(settled, verdicts, {})
         settled = await self._reserve_budget(settled, verdicts)
-        await self._apply(settled)
+        self._apply(settled)
         by_id = {item.event.event_id: item for item in admitted}
         return [
             Rejected(by_id[r.event_id], r.reason, r.detail)
@@ -209,7 +216,7 @@ class PointsLedger:
                 self._metrics.release_errors.inc()
                 continue
             settled.append(Settled(partition, before, done))
-        await self._apply(settled)
+        self._apply(settled)
 
     def forget_partitions(self, revoked: frozenset[int]) -> None:
         """Revoked: stop releasing and counting there (the next owner does)."""
@@ -229,57 +236,54 @@ class PointsLedger:
         self._metrics.held_customers.set(len(self.schedule))
         self._metrics.recoveries.inc()
 
-    async def _apply(self, settled: Sequence[Settled]) -> None:
-        """Publish, mirror and stage (see the module docstring)."""
-        stored = [s for s in settled if s.settlement.account != s.before]
+    def _apply(self, settled: Sequence[Settled]) -> None:
+        """Publish and stage; the balances' mirror and the fraud index are written meanwhile
+        (`flush` waits for them before the transaction commits)."""
+        stored = [s for s in settled if s.settlement.account is not s.before]  # rules return the
+        # very same account when nothing changed
         for done in settled:
             self._publish(done.settlement)
             self.care.publish(done.settlement)
-        await self._mirror.write([s.settlement.account for s in stored])
-        await self._index.mark_rejected(c for s in settled for c in s.settlement.fraud_rejected)
         clocks = {p: at for p in {s.partition for s in stored} if (at := self._clocks.now(p))}
         self.accounts.stage(
             self._outbox.emit_raw, [(s.partition, s.settlement.account) for s in stored], clocks
         )
         self._pending.extend(settled)
+        self._writes.append(
+            asyncio.ensure_future(self._mirror.write([s.settlement.account for s in stored]))
+        )
+        rejected = [c for s in settled for c in s.settlement.fraud_rejected]
+        if rejected:
+            self._writes.append(asyncio.ensure_future(self._index.mark_rejected(rejected)))
+
+    async def flush(self) -> None:
+        """Before the transaction commits: wait until Redis has the batch's writes (the mirror
+        never stays behind a committed account)."""
+        writes, self._writes = self._writes, []
+        await asyncio.gather(*writes)
 
     def committed(self) -> None:
         """The transaction committed: the accounts are durable; update the indexes and count."""
         self.accounts.committed()
-        moved: Counter[str] = Counter()
-        entries: Counter[str] = Counter()
+        tally = _Tally()
         for done in self._pending:
-            if done.settlement.account != done.before:
+            if done.settlement.account is not done.before:
                 self.schedule.track(done.partition, done.before, done.settlement.account)
                 self.advocacy.track(done.partition, done.before, done.settlement.account)
-            self._count(done.settlement, moved, entries)
-        for kind, count in entries.items():
-            self._metrics.entries.labels(kind).inc(count)
-            self._metrics.points.labels(kind).inc(moved[kind])
+            tally.add(done.settlement)
+            self.care.count(done.settlement)
+        tally.count(self._metrics, self._referral_metrics)
         self._metrics.held_customers.set(len(self.schedule))
         self.discarded()
 
     def discarded(self) -> None:
-        """The transaction was aborted: nothing of the batch happened."""
+        """The transaction was aborted: nothing of the batch happened (its Redis writes are
+        idempotent: they are made again with the same values)."""
         self.accounts.discard()
         self._pending.clear()
-
-    def _count(self, settlement: Settlement, moved: Counter[str], entries: Counter[str]) -> None:
-        """Count what a committed settlement published."""
-        for entry in settlement.entries:
-            entries[entry.kind] += 1
-            moved[entry.kind] += points_moved(entry)
-        if settlement.credits:
-            self._metrics.rewards.labels("points").inc(len(settlement.credits))
-        discounts = sum(1 for d in settlement.decisions if d.outcome == "discount")
-        if discounts:
-            self._metrics.rewards.labels("discount").inc(discounts)
-        for command in settlement.commands:
-            self._referral_metrics.commands.labels(command.command).inc()
-        self._referral_metrics.count_rewards(settlement.referral_rewards)
-        for anomaly in settlement.anomalies:
-            self._metrics.anomalies.labels(anomaly.kind).inc()
-        self.care.count(settlement)
+        for write in self._writes:
+            write.cancel()
+        self._writes.clear()
 
     def _publish(self, settlement: Settlement) -> None:
         """Produce a settlement's ledger entries, rewards, commands and anomalies."""
@@ -295,6 +299,43 @@ class PointsLedger:
             self._outbox.emit("referral-rewards", reward.customer_id, reward)
         for anomaly in settlement.anomalies:
             self._outbox.emit("points-anomalies", customer_id, anomaly_record(customer_id, anomaly))
+
+
+class _Tally:
+    """What committed settlements published, counted once per transaction and label."""
+
+    def __init__(self) -> None:
+        self.entries: Counter[str] = Counter()
+        self.moved: Counter[str] = Counter()
+        self.rewards: Counter[str] = Counter()
+        self.anomalies: Counter[str] = Counter()
+        self.commands: Counter[str] = Counter()
+        self.referral_rewards: list[ReferralReward] = []
+
+    def add(self, settlement: Settlement) -> None:
+        """One settlement's outputs."""
+        for entry in settlement.entries:
+            self.entries[entry.kind] += 1
+            self.moved[entry.kind] += points_moved(entry)
+        self.rewards["points"] += len(settlement.credits)
+        self.rewards["discount"] += sum(d.outcome == "discount" for d in settlement.decisions)
+        self.anomalies.update(a.kind for a in settlement.anomalies)
+        self.commands.update(c.command for c in settlement.commands)
+        self.referral_rewards += settlement.referral_rewards
+
+    def count(self, metrics: PointsMetrics, referral_metrics: ReferralMetrics) -> None:
+        """Into the counters."""
+        for kind, count in self.entries.items():
+            metrics.entries.labels(kind).inc(count)
+            metrics.points.labels(kind).inc(self.moved[kind])
+        for kind, count in self.rewards.items():
+            if count:
+                metrics.rewards.labels(kind).inc(count)
+        for kind, count in self.anomalies.items():
+            metrics.anomalies.labels(kind).inc(count)
+        for command, count in self.commands.items():
+            referral_metrics.commands.labels(command).inc(count)
+        referral_metrics.count_rewards(self.referral_rewards)
 
 
 def _customer_of(event: Event) -> str:

@@ -11,24 +11,26 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+import orjson
 from redis.asyncio import Redis
 
 from processors.points import Account
 from streams.metrics import PipelineMetrics
 from streams.redis_retry import RedisRetry
 
-# One script call per batch. ARGV[1] is updated_at, then (sequence, pending, available) per key.
+# One script call per batch, the balances packed in one argument (see streams/dedupe.py): ARGV[1]
+# is updated_at, ARGV[2] a JSON list of [key, sequence, pending, available].
 MIRROR_SCRIPT = """
 local at = ARGV[1]
-for i = 1, #KEYS do
-  local base = 1 + (i - 1) * 3
-  local current = tonumber(redis.call('HGET', KEYS[i], 'sequence') or '-1')
-  if tonumber(ARGV[base + 1]) >= current then
-    redis.call('HSET', KEYS[i], 'sequence', ARGV[base + 1], 'pending', ARGV[base + 2],
-               'available', ARGV[base + 3], 'updated_at', at)
+local rows = cjson.decode(ARGV[2])
+for _, row in ipairs(rows) do
+  local current = tonumber(redis.call('HGET', row[1], 'sequence') or '-1')
+  if row[2] >= current then
+    redis.call('HSET', row[1], 'sequence', row[2], 'pending', row[3], 'available', row[4],
+               'updated_at', at)
   end
 end
-return #KEYS
+return #rows
 """
 
 
@@ -51,8 +53,9 @@ class BalanceMirror:
         """Mirror `accounts`; waits (retrying) until Redis has them."""
         if not accounts:
             return
-        keys = [f"{self._namespace}:{account.customer_id}" for account in accounts]
-        args: list[str | int] = [datetime.now(UTC).isoformat().replace("+00:00", "Z")]
-        for account in accounts:
-            args += [account.sequence, account.pending, account.available]
-        await self._retry.call(lambda: self._script(keys=keys, args=args))
+        ns = self._namespace
+        rows = orjson.dumps(
+            [(f"{ns}:{a.customer_id}", a.sequence, a.pending, a.available) for a in accounts]
+        )
+        at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        await self._retry.call(lambda: self._script(keys=[], args=[at, rows]))

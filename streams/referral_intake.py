@@ -61,6 +61,9 @@ class ReferralIntake:
         if verdict.decision != "approve" or self._alert_on_approve:
             self._emitter.emit("fraud-alerts", alert.referee_id, alert)
 
+    async def flush(self) -> None:
+        """Nothing is written elsewhere without waiting."""
+
     def committed(self) -> None:
         """The transaction committed: count its referral events and decisions."""
         self._metrics.count_referral_events(self._pending_events)

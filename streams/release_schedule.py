@@ -13,7 +13,7 @@ import heapq
 from collections.abc import Iterable
 from datetime import datetime
 
-from processors.points import Account, next_release
+from processors.points import Account
 
 Due = tuple[float, int, str]  # (release time as epoch seconds, partition, customer id)
 
@@ -40,7 +40,7 @@ class ReleaseSchedule:
         self._partitions |= fresh
         heap = [due for due in self._heap if due[1] not in fresh]
         for n, (partition, account) in enumerate(accounts, 1):
-            at = next_release(account)
+            at = account.release_due_at
             if at is not None:
                 heap.append((at.timestamp(), partition, account.customer_id))
             if n % chunk == 0:
@@ -53,9 +53,10 @@ class ReleaseSchedule:
         self._partitions -= set(partitions)
 
     def track(self, partition: int, before: Account | None, after: Account) -> None:
-        """Schedule `after`'s next hold end if saving it changed that time."""
-        at = next_release(after)
-        if at is not None and (before is None or next_release(before) != at):
+        """Schedule `after`'s next hold end if saving it changed that time (the account keeps
+        it: `release_due_at`, never later than the true one, so nothing is released late)."""
+        at = after.release_due_at
+        if at is not None and (before is None or before.release_due_at != at):
             heapq.heappush(self._heap, (at.timestamp(), partition, after.customer_id))
 
     def pop_due(

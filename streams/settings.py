@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
@@ -14,9 +15,11 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    TypeAdapter,
     ValidationError,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from processors.advocacy import AdvocacyPolicy
@@ -93,6 +96,9 @@ DEFAULT_TIERS = tuple(
 DEFAULT_BUDGETS = {"EUR": BudgetCaps(day=100_000, month=2_000_000)}
 
 
+MAX_DURATION = timedelta(days=3653)
+"""The longest duration a setting takes (about ten years)."""
+
 DEFAULT_RATES: dict[str, tuple[int, int]] = {"EUR": (1, 100), "USD": (1, 100), "GBP": (1, 100)}
 """1 point per whole EUR, USD or GBP (100 minor units); other currencies need a configured rate."""
 
@@ -104,87 +110,281 @@ class Settings(BaseSettings):
         env_prefix="REWARDS_", frozen=True, extra="ignore", populate_by_name=True
     )
 
-    app_id: str = "rewards"
+    app_id: str = Field(
+        default="rewards",
+        pattern="^[A-Za-z0-9._-]{1,100}$",
+        description="consumer group of the hot path (`<app_id>-fulfilment` for gift cards), name "
+        "of the accounts' changelog topic (`<app_id>-points-accounts-changelog`), Redis key "
+        "namespace",
+    )
     kafka_bootstrap_servers: str = Field(
         default="127.0.0.1:19092",
+        min_length=1,
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "REWARDS_KAFKA_BOOTSTRAP_SERVERS"),
+        description="brokers, comma-separated (`REWARDS_KAFKA_BOOTSTRAP_SERVERS` also works)",
     )
     redis_url: str = Field(
         default="redis://127.0.0.1:16379/0",
+        pattern="^rediss?://",
         validation_alias=AliasChoices("REDIS_URL", "REWARDS_REDIS_URL"),
+        description="Redis for the first-seen index, the balance mirror, the identity index, the "
+        "compensation budget and gift-card records (`REWARDS_REDIS_URL` also works; one Redis, "
+        "not Cluster)",
     )
-    topic_prefix: str = ""
-    partitions: int = Field(default=4, ge=1)
-    replication_factor: int = Field(default=1, ge=1)
-    store: str = "rocksdb://"
-    data_dir: Path = Path.home() / ".local/state/rewards/data"
-    web_bind: str = "127.0.0.1"
-    web_host: str = "127.0.0.1"
-    web_port: int = Field(default=6066, ge=1, le=65535)
-    max_event_bytes: int = Field(default=65_536, ge=1024)
-    fetch_max_partition_bytes: int = Field(default=4 * 1024 * 1024, ge=1024 * 1024)
-    fetch_max_wait_ms: int = Field(default=100, ge=1, le=1500)
-    batch_max: int = Field(default=2000, ge=1)
-    batch_within_s: float = Field(default=0.005, ge=0)
-    session_timeout_s: float = Field(default=45.0, ge=6.0)
-    commit_interval_s: float = Field(default=2.8, gt=0)
-    transaction_timeout_s: float = Field(default=30.0, ge=1.0, le=900.0)
-    startup_timeout_s: float = Field(default=120.0, gt=0)
-    shutdown_timeout_s: float = Field(default=10.0, gt=0)
-    worker_id: Annotated[str, Field(pattern="^[A-Za-z0-9._-]{1,64}$")] | None = None
-    state_cache_accounts: int = Field(default=200_000, ge=0)
-    dedupe_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
-    redis_retry_max_s: float = Field(default=5.0, gt=0)
-    lag_interval_s: float = Field(default=5.0, gt=0)
+    topic_prefix: str = Field(
+        default="", description="prefix of every topic name (tests and benchmarks use their own)"
+    )
+    partitions: int = Field(default=4, ge=1, description="partitions of the topics it creates")
+    replication_factor: int = Field(
+        default=1, ge=1, description="replication of the topics it creates (3 on a real cluster)"
+    )
+    store: str = Field(
+        default="rocksdb://",
+        pattern="^(rocksdb|memory)://",
+        description="where accounts live locally: `rocksdb://`, or `memory://` for throwaway runs "
+        "(every start reads the whole changelog back)",
+    )
+    data_dir: Path = Field(
+        default=Path.home() / ".local/state/rewards/data",
+        description="local state (RocksDB per partition); one per worker, kept across restarts",
+    )
+    web_bind: str = Field(default="127.0.0.1", description="address the web server binds")
+    web_host: str = Field(
+        default="127.0.0.1",
+        description="host other workers reach this one at (balance requests are forwarded to "
+        "the owner of the customer's partition); bind `0.0.0.0` and set this in containers",
+    )
+    web_port: int = Field(
+        default=6066,
+        ge=1,
+        le=65535,
+        description="web server: `/metrics`, `/points/<id>`, `/live`, `/ready`",
+    )
+    max_event_bytes: int = Field(
+        default=65_536, ge=1024, description="larger records are dead-lettered as `oversized`"
+    )
+    fetch_max_partition_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="bytes per partition per fetch (must exceed the largest record batch)",
+    )
+    fetch_max_wait_ms: int = Field(
+        default=100, ge=1, le=1500, description="consumer long-poll limit when there is no data"
+    )
+    batch_max: int = Field(default=2000, ge=1, description="records per batch at most")
+    batch_within_s: float = Field(
+        default=0.005, ge=0, description="how long a started batch waits to fill up"
+    )
+    session_timeout_s: float = Field(
+        default=45.0, ge=6.0,
+        description="how long a crashed worker keeps its partitions before the group rebalances",
+    )  # fmt: skip
+    commit_interval_s: float = Field(
+        default=0.05,
+        gt=0,
+        description="how often the open transaction commits (outputs become visible, offsets "
+        "are committed); 1 s while catching up on a backlog",
+    )
+    transaction_timeout_s: float = Field(
+        default=30.0,
+        ge=1.0,
+        le=900.0,
+        description="`transaction.timeout.ms`: how long a crashed worker's open transaction can "
+        "hold back readers (at least twice the commit interval)",
+    )
+    startup_timeout_s: float = Field(
+        default=120.0, gt=0,
+        description="how long start-up retries while the cluster cannot create topics or "
+        "register the transactional producers",
+    )  # fmt: skip
+    shutdown_timeout_s: float = Field(
+        default=10.0, gt=0, description="SIGTERM: how long the loops get to finish and commit"
+    )
+    worker_id: Annotated[str, Field(pattern="^[A-Za-z0-9._-]{1,64}$")] | None = Field(
+        default=None,
+        description="this worker's stable id (names its transactional producers); default: from "
+        "the host name and the state directory",
+    )
+    state_cache_accounts: int = Field(
+        default=200_000, ge=0, description="decoded accounts kept in memory in front of RocksDB"
+    )
+    dedupe_ttl_s: int = Field(
+        default=7 * 24 * 3600, ge=60, description="how long an event id is remembered (7 days)"
+    )
+    redis_retry_max_s: float = Field(
+        default=5.0, gt=0, description="cap of the backoff while Redis is unreachable"
+    )
+    lag_interval_s: float = Field(
+        default=5.0, gt=0, description="how often consumer lag and the budget used are exported"
+    )
     points_rates: dict[str, tuple[PositiveInt, PositiveInt]] = Field(
-        default_factory=lambda: dict(DEFAULT_RATES)
+        default_factory=lambda: dict(DEFAULT_RATES),
+        description="points per minor units, per currency (JSON): `[1,100]` = 1 point per whole "
+        "unit; a currency without a rate is rejected (`no_points_rate`)",
     )
-    points_multipliers: tuple[CampaignMultiplier, ...] = ()
-    points_hold: timedelta = timedelta(days=14)
-    points_order_retention: timedelta = timedelta(days=400)
-    release_interval_s: float = Field(default=1.0, gt=0)
-    pii_hash_key: SecretStr | None = Field(default=None, min_length=16)
-    identity_ttl: timedelta = timedelta(days=400)
-    referral_referrer_points: int = Field(default=500, ge=0)
-    referral_referee_points: int = Field(default=500, ge=0)
+    points_multipliers: tuple[CampaignMultiplier, ...] = Field(
+        default=(),
+        description='campaign multipliers (JSON list of `{"name","percent","starts_at",'
+        '"ends_at"}`): purchases in `[starts_at, ends_at)` earn `percent`/100 times (several '
+        "multiply)",
+    )
+    points_hold: timedelta = Field(
+        default=timedelta(days=14),
+        description="how long earned points stay pending (the return window); ISO 8601 "
+        "duration or seconds",
+    )
+    points_order_retention: timedelta = Field(
+        default=timedelta(days=400),
+        description="how long an order is kept for refunds; later refunds are "
+        "`refund_unknown_order` anomalies",
+    )
+    release_interval_s: float = Field(
+        default=1.0, gt=0, description="how often the worker releases the holds that ended"
+    )
+    pii_hash_key: SecretStr | None = Field(
+        default=None,
+        min_length=16,
+        description="**required** by the worker: secret HMAC key (16+ characters) for emails, "
+        "IPs, addresses and payment fingerprints; the same on every worker; never logged",
+    )
+    identity_ttl: timedelta = Field(
+        default=timedelta(days=400),
+        description="how long identity signals, referral edges and fraud rejections are "
+        "remembered in Redis",
+    )
+    referral_referrer_points: int = Field(
+        default=500, ge=0, description="points for the referrer of a converted referral"
+    )
+    referral_referee_points: int = Field(
+        default=500, ge=0, description="points for the referee of a converted referral"
+    )
     referral_min_amounts: dict[str, Annotated[int, Field(ge=0)]] = Field(
-        default_factory=lambda: dict(DEFAULT_MIN_AMOUNTS)
+        default_factory=lambda: dict(DEFAULT_MIN_AMOUNTS),
+        description="minimum qualifying order in minor units, per currency (JSON); other "
+        "currencies never qualify",
     )
-    referral_window: timedelta = timedelta(days=30)
-    referral_hold: timedelta | None = None
-    referral_caps: tuple[ReferralCap, ...] = DEFAULT_CAPS
-    fraud_weights: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
-    fraud_review_at: float = Field(default=40.0, ge=0)
-    fraud_reject_at: float = Field(default=80.0, ge=0)
+    referral_window: timedelta = Field(
+        default=timedelta(days=30),
+        description="a referee's first qualifying purchase must fall within this after sign-up",
+    )
+    referral_hold: timedelta | None = Field(
+        default=None,
+        description="how long referral points stay pending (default: `REWARDS_POINTS_HOLD`); a "
+        "refund inside it cancels both sides",
+    )
+    referral_caps: tuple[ReferralCap, ...] = Field(
+        default=DEFAULT_CAPS,
+        description='per referrer and rolling period (JSON list of `{"period","max_count",'
+        '"max_points"}`): rewards beyond a cap are recorded as `capped`, not issued',
+    )
+    fraud_weights: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=dict,
+        description="per-rule weight overrides (JSON), merged onto the defaults (deploy/README.md)",
+    )
+    fraud_review_at: float = Field(
+        default=40.0, ge=0, description="score from which a referral is held for review"
+    )
+    fraud_reject_at: float = Field(
+        default=80.0, ge=0, description="score from which a referral is rejected"
+    )
     fraud_velocity_limits: dict[str, PositiveInt] = Field(
-        default_factory=lambda: dict(DEFAULT_VELOCITY_LIMITS)
+        default_factory=lambda: dict(DEFAULT_VELOCITY_LIMITS),
+        description="sign-ups allowed per referrer, IP or device in the window; one more fires "
+        "the rule",
     )
-    fraud_velocity_window: timedelta = timedelta(days=1)
-    fraud_ip_ua_window: timedelta = timedelta(days=1)
-    fraud_ring_depth: int = Field(default=3, ge=2, le=6)
-    fraud_alert_on_approve: bool = False
-    compensation_tiers: tuple[CompensationTier, ...] = DEFAULT_TIERS
-    compensation_customer_period: timedelta = timedelta(days=30)
+    fraud_velocity_window: timedelta = Field(
+        default=timedelta(days=1), description="the velocity rules' window"
+    )
+    fraud_ip_ua_window: timedelta = Field(
+        default=timedelta(days=1), description="how close in time a shared IP + user agent counts"
+    )
+    fraud_ring_depth: int = Field(
+        default=3, ge=2, le=6,
+        description="longest referral cycle looked for, in customers (2 = mutual)",
+    )  # fmt: skip
+    fraud_alert_on_approve: bool = Field(
+        default=False, description="also publish approve decisions on `fraud-alerts`"
+    )
+    compensation_tiers: tuple[CompensationTier, ...] = Field(
+        default=DEFAULT_TIERS,
+        description='the policy table (JSON list, first match wins: `{"name","severities",'
+        '"amount_cents","currency","categories","min_spend_cents"}`); default EUR 50 / 25 / 10 '
+        "for critical / high / medium, nothing for low; `[]` turns compensation off",
+    )
+    compensation_customer_period: timedelta = Field(
+        default=timedelta(days=30),
+        description="at most one compensation per customer in this period (by complaint time)",
+    )
     compensation_budgets: dict[str, BudgetCaps] = Field(
-        default_factory=lambda: dict(DEFAULT_BUDGETS)
+        default_factory=lambda: dict(DEFAULT_BUDGETS),
+        description="minor units per UTC day and month, per currency (JSON, `null` = uncapped); "
+        "every paying tier's currency needs an entry",
     )
-    compensation_discount_share: float = Field(default=0.0, ge=0.0, le=1.0)
-    compensation_experiment: Annotated[str, Field(min_length=1, max_length=64)] = "complaint-arm-v1"
-    advocacy_channels: tuple[Annotated[str, Field(min_length=1, max_length=32)], ...] = tuple(
-        sorted(AdvocacyPolicy().channels)
+    compensation_discount_share: float = Field(
+        default=0.0, ge=0.0, le=1.0,
+        description="share (0..1) of eligible complaints in the experiment's discount arm",
+    )  # fmt: skip
+    compensation_experiment: Annotated[str, Field(min_length=1, max_length=64)] = Field(
+        default="complaint-arm-v1",
+        description="salt of the arm assignment (a new value re-draws the arms)",
     )
-    advocacy_repurchase_window: timedelta = AdvocacyPolicy().repurchase_window
-    gift_card_provider_url: str = "http://127.0.0.1:18080"
-    gift_card_provider_name: Annotated[str, Field(min_length=1, max_length=64)] = "sandbox"
-    gift_card_api_key: SecretStr | None = Field(default=None, min_length=8)
-    gift_card_timeout_s: float = Field(default=5.0, gt=0)
-    gift_card_max_attempts: int = Field(default=5, ge=1, le=20)
-    gift_card_backoff_initial_s: float = Field(default=0.2, gt=0)
-    gift_card_backoff_max_s: float = Field(default=5.0, gt=0)
-    gift_card_pending_timeout_s: float = Field(default=30.0, gt=0)
-    gift_card_concurrency: int = Field(default=16, ge=1, le=256)
-    log_level: str = "info"
-    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+    advocacy_channels: tuple[Annotated[str, Field(min_length=1, max_length=32)], ...] = Field(
+        default=tuple(sorted(AdvocacyPolicy().channels)),
+        description="survey channels kept as their own label value; any other is `other`, none "
+        "`unknown`",
+    )
+    advocacy_repurchase_window: timedelta = Field(
+        default=AdvocacyPolicy().repurchase_window,
+        description="recovery: a purchase within this after a complaint counts as buying again",
+    )
+    gift_card_provider_url: str = Field(
+        default="http://127.0.0.1:18080",
+        pattern="^https?://",
+        description="the gift-card provider's API (the sandbox: `rewards sandbox-provider`)",
+    )
+    gift_card_provider_name: Annotated[str, Field(min_length=1, max_length=64)] = Field(
+        default="sandbox", description="the provider's name written to `rewards-issued`"
+    )
+    gift_card_api_key: SecretStr | None = Field(
+        default=None,
+        min_length=8,
+        description="**required** when a tier pays: the provider's API key (secret, never logged)",
+    )
+    gift_card_timeout_s: float = Field(default=5.0, gt=0, description="per HTTP attempt")
+    gift_card_max_attempts: int = Field(
+        default=5, ge=1, le=20,
+        description="attempts for 5xx, 408, 429 and timeouts before the order is dead-lettered",
+    )  # fmt: skip
+    gift_card_backoff_initial_s: float = Field(
+        default=0.2, gt=0, description="first backoff between attempts (full jitter)"
+    )
+    gift_card_backoff_max_s: float = Field(
+        default=5.0, gt=0, description="largest backoff between attempts"
+    )
+    gift_card_pending_timeout_s: float = Field(
+        default=30.0, gt=0,
+        description="how long an order in progress is polled before it counts as unavailable",
+    )  # fmt: skip
+    gift_card_concurrency: int = Field(
+        default=16, ge=1, le=256, description="provider requests in flight per worker"
+    )
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
+        default="info", description="worker log level"
+    )
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        default="uvloop", description="`uvloop` (~20% more throughput, measured) or `asyncio`"
+    )
+
+    @model_validator(mode="after")
+    def _durations_fit_the_calendar(self) -> Settings:
+        """Durations from zero to ten years: the rules add them to dates (2000-2099)."""
+        for name, value in self:
+            if isinstance(value, timedelta) and not timedelta(0) <= value <= MAX_DURATION:
+                raise ValueError(f"REWARDS_{name.upper()} must be between 0 and 10 years")
+        for cap in self.referral_caps:
+            if not timedelta(0) < cap.period <= MAX_DURATION:
+                raise ValueError("REWARDS_REFERRAL_CAPS: a period must be between 0 and 10 years")
+        return self
 
     @model_validator(mode="after")
     def _budget_for_every_paying_tier(self) -> Settings:
@@ -255,11 +455,67 @@ def settings_env(settings: Settings) -> dict[str, str]:
 def settings_error(exc: Exception) -> str:
     """One line naming the environment variable and what is wrong with it."""
     if not isinstance(exc, ValidationError):
-        return str(exc)
+        found = re.search(r'field "(\w+)"', str(exc))  # pydantic-settings could not parse a value
+        if found is None:
+            return str(exc)
+        cause = f": {exc.__cause__}" if exc.__cause__ else ""
+        return f"{env_name(found.group(1))}: not valid JSON{cause}"
     error = exc.errors()[0]
-    field = str(error["loc"][0]) if error["loc"] else ""
-    aliases = {"kafka_bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS", "redis_url": "REDIS_URL"}
-    name = aliases.get(field, f"REWARDS_{field.upper()}") if field else "settings"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if not error["loc"]:  # a rule across settings: the message names the variables
+        return message
+    field = str(error["loc"][0])
+    name = env_name(field)
     where = "".join(f"[{part}]" for part in error["loc"][1:])
     shown = "" if "secret" in field or "key" in field else f" (got {error.get('input')!r:.60})"
-    return f"{name}{where}: {error['msg']}{shown}"
+    return f"{name}{where}: {message}{shown}"
+
+
+ENV_ALIASES = {"kafka_bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS", "redis_url": "REDIS_URL"}
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a settings field."""
+    return ENV_ALIASES.get(field, f"REWARDS_{field.upper()}")
+
+
+def settings_table() -> str:
+    """The configuration table (Markdown), from the settings' own fields and descriptions."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, info in Settings.model_fields.items():
+        rows.append(f"| `{env_name(name)}` | {_shown_default(name, info)} | {info.description} |")
+    return "\n".join(rows) + "\n"
+
+
+TABLE_START = "<!-- settings:start -->\n"
+TABLE_END = "<!-- settings:end -->"
+
+
+def with_settings_table(readme: str) -> str:
+    """`readme` with the configuration table between its markers replaced by the current one."""
+    head, found, rest = readme.partition(TABLE_START)
+    _, found_end, tail = rest.partition(TABLE_END)
+    if not found or not found_end:
+        raise ValueError("the README has no settings:start / settings:end markers")
+    return head + TABLE_START + settings_table() + TABLE_END + tail
+
+
+def _shown_default(name: str, info: FieldInfo) -> str:
+    default = info.get_default(call_default_factory=True)
+    if default is None:
+        return "(none)"
+    if name == "data_dir":
+        return "`~/.local/state/rewards/data`"
+    if isinstance(default, timedelta):
+        return f"`{_iso_duration(default)}`"
+    if isinstance(default, str | int | float | bool):
+        text = str(default).lower() if isinstance(default, bool) else str(default)
+        return f"`{text}`" if text else "(empty)"
+    dumped = TypeAdapter(type(default)).dump_json(default).decode()
+    return f"`{dumped}`" if len(dumped) <= 60 else "(see meaning)"
+
+
+def _iso_duration(value: timedelta) -> str:
+    if value.seconds == 0 and value.microseconds == 0:
+        return f"P{value.days}D"
+    return f"PT{int(value.total_seconds())}S"

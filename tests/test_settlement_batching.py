@@ -10,6 +10,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import processors.settlement
+from processors.advocacy import follow_up
 from processors.compensation import GRANTED
 from processors.points import Account, EarnRate, PointsPolicy
 from processors.settlement import Event, Policies, Settlement, settle
@@ -129,3 +131,21 @@ def _id(output: Any) -> tuple[str, str]:
     """An output's deterministic id."""
     kind = type(output).__name__
     return kind, getattr(output, ID_FIELDS[kind])
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(steps_st)
+def test_following_up_one_event_at_a_time_is_the_full_follow_up(steps):
+    """The incremental follow-up after each event finds what a full one would (surveys,
+    purchases and complaints in any order)."""
+    events, times = events_of(steps)
+    fast = run(events, times, [])
+    full = processors.settlement.follow_up_after
+    try:
+        processors.settlement.follow_up_after = lambda account, _event, policy: follow_up(
+            account, policy
+        )
+        slow = run(events, times, [])
+    finally:
+        processors.settlement.follow_up_after = full
+    assert fast == slow

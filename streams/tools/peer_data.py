@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from types import ModuleType
 
 import orjson
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
 from streams.kafka_io import admin_client, fast_producer
@@ -99,10 +99,13 @@ def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
 
 
 def read_all(settings: Settings, topic: str, timeout_s: float = 120.0) -> list[Record]:
-    """Every record of `topic` up to its current end, in partition and offset order."""
+    """Every committed record of `topic` up to its current end, in partition and offset order
+    (`read_committed`: the end of a transactional topic is a commit marker, not a record, so a
+    partition is done at the client's end-of-partition event)."""
     ends = end_offsets(settings, topic)
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers,
                          "group.id": f"peers-read-{uuid.uuid4().hex}", "enable.auto.commit": False,
+                         "isolation.level": "read_committed", "enable.partition.eof": True,
                          "max.partition.fetch.bytes": 8 << 20})  # fmt: skip
     out: dict[int, list[Record]] = {p: [] for p in ends}
     try:
@@ -111,9 +114,14 @@ def read_all(settings: Settings, topic: str, timeout_s: float = 120.0) -> list[R
         deadline = time.monotonic() + timeout_s
         while pending and time.monotonic() < deadline:
             for m in consumer.consume(10_000, 0.5):
-                if m.error() is not None:
-                    raise KafkaException(m.error())
                 p, offset = m.partition() or 0, m.offset() or 0
+                error = m.error()
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        raise KafkaException(error)
+                    if offset >= ends[p]:
+                        pending.discard(p)
+                    continue
                 out[p].append(Record(p, offset, m.key() or b"", m.value() or b"", m.timestamp()[1]))
                 if offset + 1 >= ends[p]:
                     pending.discard(p)
