@@ -161,8 +161,10 @@ def consumer_config(settings: Settings, group_id: str, client_id: str) -> dict[s
         "fetch.wait.max.ms": settings.fetch_max_wait_ms,
         "fetch.min.bytes": 1,
         "max.partition.fetch.bytes": settings.fetch_max_partition_bytes,
-        "fetch.max.bytes": 64 << 20,
-        "receive.message.max.bytes": (64 << 20) + 512,
+        "fetch.max.bytes": max(16 << 20, settings.fetch_max_partition_bytes),
+        # librdkafka asks for fetch.max.bytes + 512; a response for two dozen partitions carries
+        # more framing than that, is refused, and the consumer stalls without an error (measured)
+        "receive.message.max.bytes": max(16 << 20, settings.fetch_max_partition_bytes) + (1 << 20),
         "queued.max.messages.kbytes": 4096,
         "queued.min.messages": 20_000,
     }
@@ -195,9 +197,9 @@ def recovery_config(settings: Settings) -> dict[str, Any]:
         "enable.partition.eof": True,
         "isolation.level": "read_committed",
         "auto.offset.reset": "earliest",
-        "fetch.max.bytes": 64 << 20,
+        "fetch.max.bytes": 32 << 20,
         "max.partition.fetch.bytes": 16 << 20,
-        "receive.message.max.bytes": (64 << 20) + 512,
+        "receive.message.max.bytes": (32 << 20) + (1 << 20),
     }
 
 

@@ -206,7 +206,7 @@ class Settings(BaseSettings):
         "the host name and the state directory",
     )
     state_cache_accounts: int = Field(
-        default=200_000, ge=0, description="decoded accounts kept in memory in front of RocksDB"
+        default=100_000, ge=0, description="decoded accounts kept in memory in front of RocksDB"
     )
     dedupe_ttl_s: int = Field(
         default=7 * 24 * 3600, ge=60, description="how long an event id is remembered (7 days)"

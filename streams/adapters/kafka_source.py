@@ -78,7 +78,8 @@ class KafkaSource:
         listener: RebalanceListener,
         metrics: SourceMetrics,
     ) -> None:
-        self._consumer = Consumer(dict(config))
+        self._consumer = Consumer({**config, "error_cb": self._client_error})
+        self._logged: dict[str, float] = {}
         self._topics = list(topics)
         self._listener = listener
         self._metrics = metrics
@@ -201,6 +202,15 @@ class KafkaSource:
     def close(self) -> None:
         """Leave the group now (the partitions move without waiting for the session timeout)."""
         self._consumer.close()
+
+    def _client_error(self, error: KafkaError) -> None:
+        """An error the client reports on its own (a broker unreachable, a response too large):
+        counted, and logged at most once a minute per kind."""
+        self._metrics.errors.labels(self._metrics.loop, error.name()).inc()
+        now = time.monotonic()
+        if now - self._logged.get(error.name(), -60.0) >= 60.0:
+            self._logged[error.name()] = now
+            log.warning("kafka client (%s): %s", self._metrics.loop, error)
 
     def _failed(self, error: KafkaError) -> None:
         if error.code() == KafkaError._PARTITION_EOF:
