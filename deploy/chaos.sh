@@ -28,5 +28,5 @@ eval "$(bash "$HERE/stack.sh" env)"
 export KAFKA_BOOTSTRAP_SERVERS REDIS_URL
 
 status=0  # this checkout's code, for the soak and the workers it starts
-PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m streams.cli chaos "$@" || status=$?
+PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m streams.tools.cli chaos "$@" || status=$?
 exit "$status"

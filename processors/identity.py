@@ -1,18 +1,12 @@
 """Identity normalisation for fraud rules, and the keyed hash that is all the index ever stores.
 
-Emails are compared after normalisation, per provider:
-
-| provider domains                            | lower-case | drop dots | strip tag after |
-|---------------------------------------------|------------|-----------|-----------------|
-| gmail.com, googlemail.com (-> gmail.com)    | yes        | yes       | `+`             |
-| outlook.com, hotmail.com, live.com, msn.com | yes        | no        | `+`             |
-| icloud.com, me.com, mac.com                 | yes        | no        | `+`             |
-| fastmail.com, fastmail.fm                   | yes        | no        | `+`             |
-| proton.me, protonmail.com, pm.me            | yes        | no        | `+`             |
-| yahoo.com                                   | yes        | no        | `-`             |
-| any other domain                            | yes        | no        | no              |
-
-Other domains keep `+tags`: many company mail servers treat `+` as part of the mailbox name.
+Emails are compared after normalisation, per provider (`PROVIDERS`: one table, every regional
+domain of a provider listed with it): everything is lower-cased; Gmail drops dots and `+tags`
+(googlemail.com is gmail.com); the consumer providers that deliver `+tag` addresses to the
+mailbox (Microsoft, Apple, Proton, Fastmail, Zoho, Yandex, Hey) drop `+tags`; those whose mailbox
+names cannot contain `+` (Yahoo, AOL) drop them too, and Yahoo also its `-keyword` disposable
+addresses. Any other domain keeps `+tags`: many company mail servers treat `+` as part of the
+mailbox name.
 Addresses: case folded, accents and punctuation removed, common street words abbreviated one way,
 spaces dropped from postal codes, region ignored. IPv6 is compared by its /64 (one household or
 device has a whole /64); IPv4-mapped IPv6 is the IPv4 address.
@@ -41,20 +35,47 @@ class ProviderRule:
     """How a mail provider reads the local part of an address."""
 
     drop_dots: bool = False
-    tag_separator: str | None = None
+    tag_separators: tuple[str, ...] = ()
     canonical_domain: str | None = None
 
 
-_GMAIL = ProviderRule(drop_dots=True, tag_separator="+", canonical_domain="gmail.com")
-_PLUS = ProviderRule(tag_separator="+")
+def _regional(name: str, suffixes: str) -> tuple[str, ...]:
+    """`name` under each of the space-separated top-level suffixes."""
+    return tuple(f"{name}.{suffix}" for suffix in suffixes.split())
+
+
+_MICROSOFT_TLDS = (
+    "com fr de es it nl be at ch dk fi se no pt ie gr pl cz hu ro sk co.uk co.jp co.kr co.id "
+    "co.il co.nz co.th co.za com.au com.br com.ar com.mx com.tr com.sg com.my com.vn ca cl jp "
+    "kr lv lt in sa ph"
+)
+_YAHOO_TLDS = (
+    "com fr de es it nl be at ch dk fi se no pt ie gr pl cz hu ro co.uk co.in co.id co.nz co.th "
+    "co.za com.au com.br com.ar com.mx com.tr com.sg com.my com.vn com.ph com.hk com.tw ca cn "
+    "in"
+)
+_GMAIL = ProviderRule(drop_dots=True, tag_separators=("+",), canonical_domain="gmail.com")
+_PLUS = ProviderRule(tag_separators=("+",))
+PROVIDERS: tuple[tuple[ProviderRule, tuple[str, ...]], ...] = (
+    (_GMAIL, ("gmail.com", "googlemail.com")),
+    (_PLUS, (
+        *_regional("outlook", _MICROSOFT_TLDS), *_regional("hotmail", _MICROSOFT_TLDS),
+        *_regional("live", _MICROSOFT_TLDS), "msn.com", "windowslive.com", "passport.com",
+    )),
+    (_PLUS, ("icloud.com", "me.com", "mac.com")),
+    (_PLUS, ("proton.me", "protonmail.com", "protonmail.ch", "pm.me")),
+    (_PLUS, ("fastmail.com", "fastmail.fm")),
+    (_PLUS, ("zoho.com", "zohomail.com", "zohomail.eu", "zohomail.in")),
+    (_PLUS, ("yandex.ru", "yandex.com", "yandex.by", "yandex.kz", "yandex.ua", "ya.ru")),
+    (_PLUS, ("hey.com",)),
+    (ProviderRule(tag_separators=("+", "-")), (
+        *_regional("yahoo", _YAHOO_TLDS), "ymail.com", "rocketmail.com",
+    )),
+    (_PLUS, ("aol.com", "aol.co.uk", "aol.fr", "aol.de", "aim.com")),  # `+` is not a name
+)  # fmt: skip
+"""Each mail provider's rule and every domain it serves."""
 PROVIDER_RULES: Mapping[str, ProviderRule] = {
-    "gmail.com": _GMAIL,
-    "googlemail.com": _GMAIL,
-    **dict.fromkeys(("outlook.com", "hotmail.com", "live.com", "msn.com"), _PLUS),
-    **dict.fromkeys(("icloud.com", "me.com", "mac.com"), _PLUS),
-    **dict.fromkeys(("fastmail.com", "fastmail.fm"), _PLUS),
-    **dict.fromkeys(("proton.me", "protonmail.com", "pm.me"), _PLUS),
-    "yahoo.com": ProviderRule(tag_separator="-"),
+    domain: rule for rule, domains in PROVIDERS for domain in domains
 }
 
 STREET_WORDS: Mapping[str, str] = {
@@ -75,8 +96,8 @@ def normalise_email(raw: str | None) -> str | None:
     if not at or not local or "@" in local or "." not in domain or " " in raw.strip():
         return None
     rule = PROVIDER_RULES.get(domain, ProviderRule())
-    if rule.tag_separator:
-        local = local.split(rule.tag_separator, 1)[0]
+    for separator in rule.tag_separators:
+        local = local.split(separator, 1)[0]
     if rule.drop_dots:
         local = local.replace(".", "")
     if not local:

@@ -10,6 +10,8 @@ A referee's referral (`Account.referral`) moves through these states:
       │                                                   ──> rejected (conversion fraud reject)
     held ── operator approve ──> converted;  ── operator reject ──> rejected
     converted | held ── refund of the qualifying order inside the hold ──> cancelled
+    attributed ── a referral cycle found through another edge (`ring_review`) ──> decision review
+    converted ── the same, its rewards still on hold ──> cancelled (`referral_ring`)
 
 The referee's reward lives on the referee's partition; the referrer's on the referrer's, so it
 travels as a `credit_referrer` / `cancel_referrer` command keyed by the referrer. Caps are checked
@@ -280,19 +282,34 @@ def cancel_on_refund(account: Account, refund: Purchase, policy: ReferralPolicy)
             account, rewards=both_outcomes(account.customer_id, referral, "cancelled", 0, refund)
         )
     outcome = reverse_all(account, referral_order_id(referral.referral_key, "referee"), refund)
-    command = ReferralCommand(
+    command = cancel_referrer_command(
+        account.customer_id, referral, refund.event_id, refund.occurred_at, refund.order_id
+    )
+    reward = side_outcome(account.customer_id, referral, "referee", "cancelled", 0, refund)
+    return replace(outcome, commands=(command,), rewards=(reward,))
+
+
+def cancel_referrer_command(  # noqa: PLR0917 - one command, all of it needed
+    referee_id: str,
+    referral: Referee,
+    source_event_id: str,
+    at: datetime,
+    order_id: str,
+    alert_id: str | None = None,
+) -> ReferralCommand:
+    """Take the referrer's reward of this referral back (on the referrer's partition)."""
+    return ReferralCommand(
         event_id=stable_id("rc", "cancel_referrer", referral.referral_key),
-        occurred_at=refund.occurred_at,
+        occurred_at=at,
         command="cancel_referrer",
         customer_id=referral.referrer_id,
         referral_key=referral.referral_key,
         referrer_id=referral.referrer_id,
-        referee_id=account.customer_id,
-        source_event_id=refund.event_id,
-        order_id=refund.order_id,
+        referee_id=referee_id,
+        source_event_id=source_event_id,
+        order_id=order_id,
+        alert_id=alert_id,
     )
-    reward = side_outcome(account.customer_id, referral, "referee", "cancelled", 0, refund)
-    return replace(outcome, commands=(command,), rewards=(reward,))
 
 
 def reverse_all(account: Account, order_id: str, source: Purchase | ReferralCommand) -> Step:

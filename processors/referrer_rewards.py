@@ -43,6 +43,14 @@ def credit_referrer(account: Account, cmd: ReferralCommand, policy: ReferralPoli
     return Step(replace(account, grants=(*account.grants, grant)), entries, rewards=(reward,))
 
 
+def _held(account: Account, grant: Grant) -> bool:
+    """A credited grant whose points are still on hold."""
+    if grant.status != "credited":
+        return False
+    order = account.orders.get(referral_order_id(grant.referral_key, "referrer"))
+    return order is not None and order.pending > 0
+
+
 def _cap_exceeded(
     grants: tuple[Grant, ...], at: datetime, points: int, caps: tuple[Cap, ...]
 ) -> str | None:
@@ -57,7 +65,8 @@ def _cap_exceeded(
 
 
 def cancel_referrer(account: Account, cmd: ReferralCommand) -> Step:
-    """The referee's qualifying order was refunded inside the hold: take the referrer's back."""
+    """The referee's qualifying order was refunded inside the hold, or the referral turned out to
+    be an edge of a referral cycle (the command then names the alert): take the referrer's back."""
     grant = next((g for g in account.grants if g.referral_key == cmd.referral_key), None)
     if grant is None or grant.status != "credited":
         return Step(account)
@@ -66,14 +75,15 @@ def cancel_referrer(account: Account, cmd: ReferralCommand) -> Step:
         replace(g, status="cancelled") if g.referral_key == cmd.referral_key else g
         for g in step.account.grants
     )
-    reward = command_outcome(
-        cmd, "cancelled", "qualifying_order_refunded", role="referrer", points=0
-    )
+    reason = "referral_ring" if cmd.alert_id else "qualifying_order_refunded"
+    reward = command_outcome(cmd, "cancelled", reason, role="referrer", points=0)
     return replace(step, account=replace(step.account, grants=grants), rewards=(reward,))
 
 
 def prune_grants(account: Account, now: datetime, policy: ReferralPolicy) -> Account:
-    """Forget referrer grants older than the longest cap period: they can no longer count."""
+    """Forget referrer grants older than the longest cap period that are no longer held: they
+    can neither count towards a cap nor be cancelled (a held grant is kept whatever the caps,
+    so that a refund of the referee's qualifying order takes it back)."""
     longest = max((cap.period for cap in policy.caps), default=timedelta(0))
-    kept = tuple(g for g in account.grants if g.at > now - longest)
+    kept = tuple(g for g in account.grants if g.at > now - longest or _held(account, g))
     return account if len(kept) == len(account.grants) else replace(account, grants=kept)

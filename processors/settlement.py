@@ -34,6 +34,7 @@ from processors.points import (
     release_due,
     reverse,
 )
+from processors.referral_rings import review_ring_edge
 from processors.referrals import (
     REFERRAL_ORDER_PREFIX,
     ConversionCheck,
@@ -242,6 +243,8 @@ def _command(
         return attribute(account, cmd, referrals, verdicts)
     if cmd.command == "credit_referrer":
         return credit_referrer(account, cmd, referrals)
+    if cmd.command == "ring_review":
+        return review_ring_edge(account, cmd)
     return cancel_referrer(account, cmd)
 
 

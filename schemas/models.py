@@ -37,7 +37,9 @@ Severity: TypeAlias = Literal["low", "medium", "high", "critical"]
 ReferralType: TypeAlias = Literal["invited", "signed_up"]
 Decision: TypeAlias = Literal["approve", "review", "reject"]
 OperatorDecision: TypeAlias = Literal["approve", "reject"]
-ReferralCommandKind: TypeAlias = Literal["signup", "credit_referrer", "cancel_referrer"]
+ReferralCommandKind: TypeAlias = Literal[
+    "signup", "credit_referrer", "cancel_referrer", "ring_review"
+]
 
 
 class ShippingAddress(Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
@@ -171,6 +173,7 @@ class ReferralCommand(Struct, frozen=True, gc=False, kw_only=True, omit_defaults
             "signup": ("decision", "score", "alert_id"),
             "credit_referrer": ("points", "release_at", "order_id"),
             "cancel_referrer": ("order_id",),
+            "ring_review": ("alert_id",),
         }[self.command]
         for name in needs:
             if getattr(self, name) is None:

@@ -13,7 +13,7 @@ the window's edges.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 
@@ -69,10 +69,14 @@ class AdvocacyWindows:
         if not advocacy_changed(before, after):
             return
         lists = self._facts.setdefault(partition, defaultdict(SortedList))
-        for fact in facts(before):
-            lists[fact.key].discard(fact.at.timestamp())
-        for fact in facts(after):
-            lists[fact.key].add(fact.at.timestamp())
+        gone = Counter((f.key, f.at) for f in facts(before))
+        came = Counter((f.key, f.at) for f in facts(after))
+        for (key, at), n in (gone - came).items():
+            for _ in range(n):
+                lists[key].discard(at.timestamp())
+        for (key, at), n in (came - gone).items():
+            for _ in range(n):
+                lists[key].add(at.timestamp())
 
     def counts(self, now: datetime) -> dict[tuple[Key, str], int]:
         """Facts per (key, window) at `now`, summed over the owned partitions; facts older than

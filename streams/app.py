@@ -21,11 +21,11 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from schemas.codec import REASONS
+from streams.account_settler import Clock, wall_clock
+from streams.adapters.compensation_metrics import CompensationMetrics
+from streams.adapters.metrics import PipelineMetrics, serve_metrics
 from streams.compensation_app import build_fulfilment, register_budget_timer
-from streams.compensation_metrics import CompensationMetrics
-from streams.metrics import PipelineMetrics, serve_metrics
-from streams.points import Clock, wall_clock
-from streams.points_app import HotPath, Wiring, build_hot_path
+from streams.hot_path import HotPath, Wiring, build_hot_path
 from streams.runtime import Loop
 from streams.settings import CONTROL_TOPICS, INPUT_TOPICS, Settings
 from streams.web import register_pages
@@ -83,7 +83,7 @@ def create_app(
     rewards = Rewards(hot, [hot.loop, fulfilment], settings.shutdown_timeout_s)
     app.rewards = rewards  # type: ignore[attr-defined]
     register_pages(app, hot, rewards.loops, f"{settings.web_host}:{settings.web_port}")
-    register_budget_timer(app, settings, hot.ledger.care, clock)
+    register_budget_timer(app, settings, hot.care, clock)
     register_lag_timer(app, settings, rewards.loops, metrics)
     app.service(loops_service(rewards))
     return app

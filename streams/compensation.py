@@ -16,9 +16,9 @@ from datetime import datetime
 from processors.compensation import BudgetRequest, discount_code
 from processors.settlement import Settlement
 from schemas.outputs import CompensationDecision, RewardIssued
+from streams.adapters.compensation_budget import CompensationBudget
+from streams.adapters.compensation_metrics import CompensationMetrics
 from streams.adapters.outbox import Outbox
-from streams.compensation_budget import CompensationBudget
-from streams.compensation_metrics import CompensationMetrics
 
 COMPENSATION_REASON = "complaint_compensation"
 

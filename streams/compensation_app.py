@@ -15,20 +15,20 @@ from redis.exceptions import RedisError
 
 from processors.compensation import CompensationPolicy, Tier
 from schemas.codec import FULFILMENT_TOPICS
+from streams.adapters.compensation_budget import CompensationBudget
+from streams.adapters.compensation_metrics import CompensationMetrics
+from streams.adapters.giftcard_client import GiftCardProvider
+from streams.adapters.kafka_io import consumer_config, instance_id, producer_config
 from streams.adapters.kafka_source import KafkaSource
+from streams.adapters.metrics import PipelineMetrics, source_metrics
+from streams.adapters.metrics import loop_metrics as fulfilment_metrics
 from streams.adapters.outbox import Outbox
+from streams.adapters.redis_retry import RedisRetry
 from streams.agents import Agents
 from streams.compensation import CompensationDesk
-from streams.compensation_budget import CompensationBudget
-from streams.compensation_metrics import CompensationMetrics
 from streams.fulfilment import GiftCardFulfilment, OrderRecords
-from streams.giftcard_client import GiftCardProvider
 from streams.ingest import StreamClocks
-from streams.kafka_io import consumer_config, instance_id, producer_config
-from streams.metrics import PipelineMetrics, source_metrics
-from streams.metrics import loop_metrics as fulfilment_metrics
 from streams.pipeline import Pipeline, PoisonRecords
-from streams.redis_retry import RedisRetry
 from streams.runtime import Fatal, Loop, Ownership, build_gate, loop_settings
 from streams.settings import Settings
 

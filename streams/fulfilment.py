@@ -30,17 +30,17 @@ from redis.asyncio import Redis
 
 from schemas.models import GiftCardOrder
 from schemas.outputs import GiftCard, RewardIssued
-from streams.adapters.outbox import Outbox
-from streams.compensation import COMPENSATION_REASON
-from streams.compensation_metrics import CompensationMetrics
-from streams.giftcard_client import (
+from streams.adapters.compensation_metrics import CompensationMetrics
+from streams.adapters.giftcard_client import (
     GiftCardProvider,
     GiftCardRequest,
     ProviderRejected,
     ProviderUnavailable,
 )
+from streams.adapters.outbox import Outbox
+from streams.adapters.redis_retry import RedisRetry
+from streams.compensation import COMPENSATION_REASON
 from streams.ingest import Admitted, Rejected
-from streams.redis_retry import RedisRetry
 
 RECORD_TTL_S = 400 * 86_400
 

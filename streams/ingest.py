@@ -22,9 +22,9 @@ from processors.delivery import Delivery, Position, classify_delivery
 from processors.routing import key_mismatch
 from schemas.codec import Codec, DecodeError
 from schemas.models import InputEvent
-from streams.dead_letter import DeadLetterSink
-from streams.dedupe import FirstSeenIndex
-from streams.metrics import PipelineMetrics
+from streams.adapters.dead_letter import DeadLetterSink
+from streams.adapters.dedupe import FirstSeenIndex
+from streams.adapters.metrics import PipelineMetrics
 
 
 class PoisonRecords(Protocol):

@@ -35,13 +35,19 @@ from confluent_kafka import KafkaException, Message
 from confluent_kafka import TopicPartition as KafkaPartition
 
 from streams.adapters.kafka_source import KafkaSource
+from streams.adapters.metrics import LoopMetrics
 from streams.adapters.outbox import Outbox, TransactionAborted
-from streams.metrics import LoopMetrics
 
 log = logging.getLogger(__name__)
 _BEFORE = KafkaPartition("", 0, -1)
 CATCH_UP_COMMIT_S = 1.0
-"""The commit interval while the source is more than a batch behind (latency is moot then)."""
+"""The commit interval while the source is well behind (latency is moot then)."""
+CATCH_UP_AFTER = 3
+"""Full batches in a row that mean the source is well behind, not a burst."""
+COMMIT_SHARE = 4.0
+"""The interval is at least this many times the last commit's duration, so that waiting on
+commits never takes more than a fifth of the loop's time (a slow broker would otherwise make a
+loop that keeps up fall behind)."""
 
 
 class BatchHandler(Protocol):
@@ -123,7 +129,8 @@ class Pipeline:
         self._stopping = False
         self._offsets: dict[tuple[str, int], KafkaPartition] = {}
         self._opened_at = 0.0
-        self._behind = False
+        self._full_polls = 0
+        self._last_commit_s = 0.0
         self.heartbeat = time.monotonic()
         """When the loop last went round (liveness)."""
 
@@ -139,7 +146,7 @@ class Pipeline:
             records = await self._next_batch()
             if records:
                 await self._handle(records)
-                self._behind = len(records) >= self._loop.batch_max
+            self._full_polls = self._full_polls + 1 if len(records) >= self._loop.batch_max else 0
             if self._periodic is not None and now - last_periodic >= self._loop.periodic_s:
                 last_periodic = now
                 await self._in_transaction(self._periodic)
@@ -150,8 +157,8 @@ class Pipeline:
         await self.commit()
 
     def _commit_due(self) -> bool:
-        interval = self._loop.commit_interval_s
-        if self._behind:
+        interval = max(self._loop.commit_interval_s, COMMIT_SHARE * self._last_commit_s)
+        if self._full_polls >= CATCH_UP_AFTER:
             interval = max(interval, CATCH_UP_COMMIT_S)
         return time.monotonic() - self._opened_at >= interval
 
@@ -241,8 +248,9 @@ class Pipeline:
         except TransactionAborted:
             self._abandon()
             return
+        self._last_commit_s = time.monotonic() - started
         if self._metrics is not None:
-            self._metrics.committed(time.monotonic() - started, self._outbox.produced)
+            self._metrics.committed(self._last_commit_s, self._outbox.produced)
         self._offsets.clear()
         self._source.committed(offsets)
         self._handler.committed()

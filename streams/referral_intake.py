@@ -1,5 +1,6 @@
 """Referral sign-ups on the referrer's partition: score them for fraud, then hand them to the
-referee's partition as `signup` commands (the referee's account decides attribution)."""
+referee's partition as `signup` commands (the referee's account decides attribution); a sign-up
+that closes a referral cycle also sends each other edge of the cycle a `ring_review` command."""
 
 from __future__ import annotations
 
@@ -8,17 +9,19 @@ from collections.abc import Sequence
 
 from processors.fraud import FraudFacts, FraudPolicy, Verdict, evaluate
 from processors.ids import stable_id
-from processors.referrals import referral_key
+from processors.referral_rings import ring_review_commands
+from processors.referrals import ConversionCheck, referral_key
 from schemas.models import Purchase, Referral, ReferralCommand
 from schemas.outputs import FraudAlert, FraudRuleHit, FraudThresholds
+from streams.adapters.identity_index import IdentityIndex
 from streams.adapters.outbox import Outbox
-from streams.identity_index import IdentityIndex
+from streams.adapters.referral_metrics import ReferralMetrics
 from streams.ingest import Admitted, Rejected
-from streams.referral_metrics import ReferralMetrics
 
 
 class ReferralIntake:
-    """The `referrals` handler: invitations are counted, sign-ups scored and forwarded."""
+    """Referral fraud screening: the `referrals` handler (invitations counted, sign-ups scored
+    and forwarded) and the scoring of conversions for the accounts' settlement."""
 
     def __init__(
         self,
@@ -50,10 +53,36 @@ class ReferralIntake:
             self.publish_alert(alert_record(alert_id, fact, verdict, signup), verdict)
             command = signup_command(signup, verdict, alert_id)
             self._emitter.emit("referral-commands", command.customer_id, command)
+            for review in ring_review_commands(
+                fact.ring, referrer_id=signup.referrer_id, referee_id=command.customer_id,
+                source_event_id=signup.event_id, at=signup.occurred_at, alert_id=alert_id,
+            ):  # fmt: skip
+                self._emitter.emit("referral-commands", review.customer_id, review)
             if verdict.decision == "reject":
                 refused += [fact.referrer_id, fact.referee_id]
         await self._index.mark_rejected(refused)
         return ()
+
+    async def score_conversions(self, checks: Sequence[ConversionCheck]) -> dict[str, str]:
+        """Score converting purchases for fraud (one Redis round trip) and publish the alerts;
+        the verdicts by converting purchase's event id."""
+        facts = await self._index.conversion_facts(checks)
+        verdicts: dict[str, str] = {}
+        for check, fact in zip(checks, facts, strict=True):
+            verdict = evaluate(fact, self._policy)
+            key = check.referral.referral_key
+            alert_id = stable_id("fa", "conversion", key, check.purchase.event_id)
+            self.publish_alert(alert_record(alert_id, fact, verdict, check.purchase), verdict)
+            verdicts[check.purchase.event_id] = verdict.decision
+        return verdicts
+
+    async def record_contexts(self, purchases: Sequence[Purchase]) -> None:
+        """Remember the identity signals of purchases (the index the fraud rules read)."""
+        await self._index.record([(p.customer_id, p.context, p.occurred_at) for p in purchases])
+
+    async def mark_rejected(self, customers: Sequence[str]) -> None:
+        """Remember customers rejected for fraud."""
+        await self._index.mark_rejected(customers)
 
     def publish_alert(self, alert: FraudAlert, verdict: Verdict) -> None:
         """Publish the explained decision on `fraud-alerts` (counted once committed)."""

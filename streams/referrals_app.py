@@ -6,9 +6,9 @@ from redis.asyncio import Redis
 
 from processors.fraud import DEFAULT_WEIGHTS, FraudPolicy
 from processors.referrals import Cap, ReferralPolicy
-from streams.identity_index import IdentityIndex
-from streams.metrics import PipelineMetrics
-from streams.redis_retry import RedisRetry
+from streams.adapters.identity_index import IdentityIndex
+from streams.adapters.metrics import PipelineMetrics
+from streams.adapters.redis_retry import RedisRetry
 from streams.settings import Settings
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -22,15 +23,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from redis.asyncio import Redis
 
 from schemas.codec import Codec
+from streams.accounts import OwnedAccounts
 from streams.adapters.account_store import AccountStore
+from streams.adapters.dead_letter import DeadLetterSink
+from streams.adapters.dedupe import first_seen_index
 from streams.adapters.kafka_source import KafkaSource
+from streams.adapters.metrics import LoopMetrics, PipelineMetrics
 from streams.adapters.outbox import Outbox
-from streams.dead_letter import DeadLetterSink
-from streams.dedupe import first_seen_index
 from streams.ingest import Gate, StreamClocks
-from streams.metrics import LoopMetrics, PipelineMetrics
 from streams.pipeline import LoopSettings, Pipeline, PoisonRecords, run_until_fatal
-from streams.points import PointsLedger
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -73,11 +74,11 @@ class StatefulOwnership(Ownership):
     """Ownership of the hot path: partitions carry accounts, recovered before they resume."""
 
     def __init__(
-        self, on_fatal: Fatal, metrics: LoopMetrics, store: AccountStore, ledger: PointsLedger
+        self, on_fatal: Fatal, metrics: LoopMetrics, store: AccountStore, accounts: OwnedAccounts
     ) -> None:
         super().__init__(on_fatal, metrics)
         self._store = store
-        self._ledger = ledger
+        self._accounts = accounts
         self._recovering: asyncio.Task[None] | None = None
 
     def partitions_assigned(self, partitions: frozenset[int]) -> None:
@@ -90,11 +91,12 @@ class StatefulOwnership(Ownership):
     async def _recover(self, partitions: frozenset[int]) -> None:
         started = time.monotonic()
         records = await self._store.recover(partitions)
-        await self._ledger.rebuild_indexes(partitions)
+        await self._accounts.rebuild_indexes(partitions)
         self.ready |= partitions
         self.recoveries += 1
         self._metrics.partitions(len(self.assigned), len(self.ready))
         self._metrics.recovered(time.monotonic() - started, records)
+        gc.freeze()  # what recovery loaded lives long: keep it out of every full collection
         assert self.source is not None
         self.source.resume(partitions)
 
@@ -107,7 +109,7 @@ class StatefulOwnership(Ownership):
         super().partitions_revoked(partitions)
         if self._recovering is not None and not self._recovering.done():
             self._recovering.cancel()
-        self._ledger.forget_partitions(partitions)
+        self._accounts.forget(partitions)
         self._store.close(partitions)
 
 

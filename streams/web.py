@@ -21,8 +21,8 @@ import faust
 from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]
 from faust import web
 
-from streams.kafka_io import admin_client
-from streams.points_app import HotPath, balance_body
+from streams.adapters.kafka_io import admin_client
+from streams.hot_path import HotPath, balance_body
 from streams.runtime import Loop
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def register_pages(app: faust.App, hot: HotPath, loops: Sequence[Loop], here: st
         """The customer's pending and available points (404 if the customer has none yet)."""
         partition = partition_of(customer_id, hot.partitions)
         if partition in hot.ownership.ready:
-            account = hot.ledger.accounts.get(partition, customer_id)
+            account = hot.accounts.store.get(partition, customer_id)
             if account is None:
                 return view.json(
                     {"customer_id": customer_id, "error": "unknown customer"}, status=404

@@ -18,11 +18,11 @@ import pytest
 import redis
 from pydantic import SecretStr
 
-from streams.housekeeping import purge
-from streams.kafka_io import admin_client, ensure_topics
-from streams.sandbox_process import SandboxProcess
+from streams.adapters.kafka_io import admin_client, ensure_topics
 from streams.settings import Settings, settings_env
-from streams.worker_process import WorkerProcess, free_port
+from streams.tools.housekeeping import purge
+from streams.tools.sandbox_process import SandboxProcess
+from streams.tools.worker_process import WorkerProcess, free_port
 from tests.support import CI, REPO, unavailable
 
 
@@ -160,11 +160,13 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[[Settings], WorkerProcess]
     """Start `rewards worker` subprocesses; all are stopped after the test."""
     started: list[WorkerProcess] = []
 
-    def start(settings: Settings, module: str = "streams.cli") -> WorkerProcess:
+    def start(
+        settings: Settings, module: str = "streams.tools.cli", ready_timeout_s: float = 90.0
+    ) -> WorkerProcess:
         log = tmp_path / f"worker-{len(started)}.log"
         worker = WorkerProcess(settings_env(settings), settings.web_port, log, module)
         started.append(worker)
-        return worker.start()
+        return worker.start(ready_timeout_s)
 
     yield start
     for worker in started:

@@ -12,12 +12,13 @@ import os
 import sys
 from typing import Any
 
-import streams.points
-from streams.cli import main
+import streams.account_settler
+import streams.release_sweep
+from streams.tools.cli import main
 
 PREFIX = os.environ.get("REWARDS_TEST_POISON", "poison-")
 EVERYTHING = os.environ.get("REWARDS_TEST_POISON_ALL") == "1"
-_settle = streams.points.settle
+_settle = streams.account_settler.settle
 
 
 def poisoned_settle(account: Any, events: Any, *args: Any, **kwargs: Any) -> Any:
@@ -27,7 +28,8 @@ def poisoned_settle(account: Any, events: Any, *args: Any, **kwargs: Any) -> Any
     return _settle(account, events, *args, **kwargs)
 
 
-streams.points.settle = poisoned_settle  # type: ignore[assignment]
+streams.account_settler.settle = poisoned_settle  # type: ignore[assignment]
+streams.release_sweep.settle = poisoned_settle  # type: ignore[assignment]
 
 if __name__ == "__main__":
     sys.exit(main())

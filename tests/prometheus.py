@@ -13,7 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from streams.worker_process import free_port
+from streams.tools.worker_process import free_port
 from tests.support import unavailable
 
 

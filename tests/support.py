@@ -16,7 +16,7 @@ import pytest
 from confluent_kafka import Producer
 
 from streams.settings import Settings
-from streams.worker_process import MetricsEndpoint
+from streams.tools.worker_process import MetricsEndpoint
 
 REPO = Path(__file__).resolve().parents[1]
 CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}

@@ -10,8 +10,8 @@ import pytest
 import redis
 
 from processors.advocacy import RECOVERY_STAGES
-from streams.dedupe import seen_namespace
-from streams.worker_process import free_port
+from streams.adapters.dedupe import seen_namespace
+from streams.tools.worker_process import free_port
 from tests.events import complaint, new_id, record, referral, survey
 from tests.prometheus import PrometheusProcess
 from tests.support import REPO, eventually, publish

@@ -15,7 +15,7 @@ from streams.tools.chaos_faults import FaultPlan
 from streams.tools.chaos_report import Verdict, render
 from streams.tools.chaos_stack import Stack, free_port_range
 from streams.tools.chaos_verdict import Check
-from streams.worker_process import free_port
+from streams.tools.worker_process import free_port
 from tests.support import unavailable
 
 pytestmark = pytest.mark.integration

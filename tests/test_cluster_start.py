@@ -12,15 +12,18 @@ import uuid
 import pytest
 from pydantic import SecretStr
 
-from streams.housekeeping import purge
-from streams.kafka_io import ensure_topics
+from streams.adapters.kafka_io import ensure_topics
 from streams.settings import Settings
-from streams.worker_process import free_port
+from streams.tools.housekeeping import purge
+from streams.tools.worker_process import free_port
 from tests.events import new_id
 from tests.support import REPO, eventually, settled
 from tests.test_points_pipeline import buy, http_balance, send
 
 pytestmark = pytest.mark.integration
+STARTUP_S = 180.0
+"""The workers' start-up bound: a KRaft quorum that lost a voter can take a minute or more to
+answer CreateTopics again on a loaded 2-core machine (seen once in a full run)."""
 
 
 def cluster_settings(bootstrap: str, tmp_path, redis_url: str, sandbox) -> Settings:
@@ -28,7 +31,7 @@ def cluster_settings(bootstrap: str, tmp_path, redis_url: str, sandbox) -> Setti
     return Settings(
         kafka_bootstrap_servers=bootstrap, redis_url=redis_url, topic_prefix=f"c-{run}-",
         app_id=f"cluster-{run}", data_dir=tmp_path / "data", web_port=free_port(),
-        partitions=2, replication_factor=3, session_timeout_s=8.0, startup_timeout_s=120.0,
+        partitions=2, replication_factor=3, session_timeout_s=8.0, startup_timeout_s=STARTUP_S,
         pii_hash_key=SecretStr(f"cluster-pii-key-{run}"), gift_card_provider_url=sandbox.url,
         gift_card_api_key=SecretStr(sandbox.api_key),
     )  # fmt: skip
@@ -65,8 +68,8 @@ def test_a_worker_started_with_a_broker_down_waits_and_then_works(on_cluster, st
         kill_broker(state, 2)
         time.sleep(1.0)
         started = time.monotonic()
-        worker = start_worker(settings)  # ready: it did not exit on the missing broker
-        assert time.monotonic() - started < 90
+        worker = start_worker(settings, ready_timeout_s=STARTUP_S)  # it did not exit meanwhile
+        assert time.monotonic() - started < STARTUP_S
         customers = [new_id("c") for _ in range(6)]
         send(settings, *(buy(c, 1000) for c in customers))
         settled(worker, 6, topics=["purchases"], topic="purchases")
@@ -84,7 +87,7 @@ def test_a_worker_creating_its_topics_while_a_broker_is_down_starts(on_cluster, 
     timer = threading.Timer(12.0, restart_brokers, args=(bootstrap, state))
     timer.start()  # the broker returns while the worker creates its topics and starts
     try:
-        worker = start_worker(settings)
+        worker = start_worker(settings, ready_timeout_s=STARTUP_S)
         send(settings, buy(customer := new_id("c"), 1000))
         eventually(lambda: http_balance(worker, customer)[1].get("pending") == 10)
     finally:

@@ -7,9 +7,9 @@ import orjson
 import pytest
 
 from streams.app import create_app
-from streams.cli import main
-from streams.publish import publish_demo
 from streams.settings import INPUT_TOPICS, Settings
+from streams.tools.cli import main
+from streams.tools.publish import publish_demo
 from tests.events import purchase
 from tests.support import eventually, settled
 

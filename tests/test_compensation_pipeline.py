@@ -12,9 +12,9 @@ import pytest
 import redis
 
 from processors.compensation import idempotency_key
-from streams.dedupe import seen_namespace
+from streams.adapters.dedupe import seen_namespace
 from streams.settings import BudgetCaps
-from streams.worker_process import free_port
+from streams.tools.worker_process import free_port
 from tests.events import complaint, new_id, record
 from tests.support import eventually, publish
 from tests.test_points_pipeline import ago, topic_records

@@ -110,3 +110,13 @@ def test_windows_are_written_as_iso_durations(span, text):
 def test_a_policy_that_cannot_mean_what_it_says_is_refused(bad):
     with pytest.raises(ValueError):
         FraudPolicy(**bad)
+
+
+def test_a_disposable_address_alone_is_approved_and_with_one_more_signal_reviewed():
+    """The chosen default (deploy/README.md, fraud rules): a privacy alias is not fraud."""
+    alone = facts(disposable_domain="mailinator.com")
+    assert evaluate(alone, FraudPolicy()).decision == "approve"
+    with_ip = facts(disposable_domain="mailinator.com", shared=(SharedSignal("ip_ua", HASH),))
+    assert evaluate(with_ip, FraudPolicy()).decision == "review"
+    stricter = FraudPolicy(weights={**DEFAULT_WEIGHTS, "disposable_email": 40.0})
+    assert evaluate(alone, stricter).decision == "review"

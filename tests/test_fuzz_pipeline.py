@@ -24,9 +24,9 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 )
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 
-from streams.inspect import read_topic
-from streams.kafka_io import TOPIC_CONFIGS, admin_client
-from streams.worker_process import Samples
+from streams.adapters.kafka_io import TOPIC_CONFIGS, admin_client
+from streams.tools.inspect import read_topic
+from streams.tools.worker_process import Samples
 from tests.fuzz import POISON, SCHEMAS, TOPICS, Fuzzer, Record
 from tests.fuzz_oracle import FORMATS, Oracle, Run, parse_time
 from tests.support import Sent, eventually

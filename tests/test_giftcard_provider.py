@@ -12,15 +12,15 @@ from typing import Any
 
 import pytest
 
-from streams.giftcard_client import (
+from streams.adapters.giftcard_client import (
     GiftCardOrder,
     GiftCardProvider,
     GiftCardRequest,
     ProviderRejected,
     ProviderUnavailable,
 )
-from streams.sandbox_process import SandboxProcess
-from streams.worker_process import free_port
+from streams.tools.sandbox_process import SandboxProcess
+from streams.tools.worker_process import free_port
 
 FAST = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05, "poll_interval_s": 0.02}
 
@@ -146,7 +146,7 @@ def test_missing_or_wrong_api_key_is_rejected(sandbox, api_key):
 
 
 def test_two_503s_then_success_orders_once(sandbox, caplog):
-    caplog.set_level(logging.WARNING, logger="streams.giftcard_client")
+    caplog.set_level(logging.WARNING, logger="streams.adapters.giftcard_client")
     sandbox.faults(fail_next=[{"status": 503, "count": 2}])
     observed = Observed()
     order = order_once(sandbox, gift(), observe=observed)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from processors.identity import (
+    PROVIDER_RULES,
+    PROVIDERS,
     identity_signals,
     is_disposable,
     keyed_hash,
@@ -31,6 +33,32 @@ from schemas.models import Context, ShippingAddress
 ])  # fmt: skip
 def test_emails_normalise_the_way_their_provider_delivers(raw, expected):
     assert normalise_email(raw) == expected
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("name+promo@yahoo.fr", "name@yahoo.fr"),
+    ("name-shop@yahoo.co.uk", "name@yahoo.co.uk"),
+    ("name+x@ymail.com", "name@ymail.com"),
+    ("Name+Promo@Hotmail.FR", "name@hotmail.fr"),
+    ("name+x@outlook.de", "name@outlook.de"),
+    ("name+x@live.co.uk", "name@live.co.uk"),
+    ("name+x@outlook.com.br", "name@outlook.com.br"),
+    ("n.a.m.e+x@googlemail.com", "name@gmail.com"),
+    ("name+x@aol.com", "name@aol.com"),
+    ("name+x@yandex.ru", "name@yandex.ru"),
+    ("name+x@protonmail.ch", "name@protonmail.ch"),
+    ("name+x@yahoo.co.jp", "name+x@yahoo.co.jp"),  # Yahoo Japan: another company, other rules
+    ("name+x@outlook.example", "name+x@outlook.example"),
+])  # fmt: skip
+def test_regional_provider_domains_drop_their_tags(raw, expected):
+    assert normalise_email(raw) == expected
+
+
+def test_every_provider_domain_has_one_rule():
+    listed = [domain for _, domains in PROVIDERS for domain in domains]
+    assert len(listed) == len(set(listed))
+    assert len(PROVIDER_RULES) == len(listed)
+    assert all(d == d.casefold() and "." in d and not d.startswith(".") for d in listed)
 
 
 @pytest.mark.parametrize("raw", [

@@ -7,7 +7,7 @@ import textwrap
 import orjson
 import pytest
 
-from streams.kafka_io import admin_client
+from streams.adapters.kafka_io import admin_client
 from streams.tools.peer_bench import PeerBenchOptions, run_peer_bench
 from streams.tools.peer_data import verify
 from streams.tools.peer_procs import Peer

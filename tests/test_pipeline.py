@@ -8,8 +8,8 @@ import orjson
 import pytest
 import redis
 
-from streams.dedupe import seen_namespace
-from streams.inspect import read_topic
+from streams.adapters.dedupe import seen_namespace
+from streams.tools.inspect import read_topic
 from tests.events import BUILDERS, purchase, record
 from tests.support import eventually, publish, settled
 

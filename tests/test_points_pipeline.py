@@ -11,9 +11,9 @@ import redis
 from jsonschema import Draft202012Validator
 
 from schemas.codec import load_schema
-from streams.inspect import read_topic
-from streams.points_mirror import mirror_namespace
-from streams.worker_process import free_port
+from streams.adapters.points_mirror import mirror_namespace
+from streams.tools.inspect import read_topic
+from streams.tools.worker_process import free_port
 from tests.events import new_id, purchase, record
 from tests.support import eventually, http_get, publish
 

@@ -15,9 +15,9 @@ import redis
 from processors.points import Account
 from processors.settlement import settle
 from schemas.models import Purchase
-from streams.dedupe import seen_namespace
-from streams.inspect import read_topic
-from streams.points_app import points_policy
+from streams.adapters.dedupe import seen_namespace
+from streams.hot_path import points_policy
+from streams.tools.inspect import read_topic
 from tests.events import new_id, purchase, record
 from tests.support import eventually, publish
 from tests.test_points_pipeline import balance_is
@@ -142,7 +142,7 @@ def lag_known(worker) -> bool:
 
 def publish_fast(settings, events: list[dict]) -> None:
     """All events in one go (the ordering per customer still holds: one partition per key)."""
-    from streams.kafka_io import fast_producer, produce
+    from streams.adapters.kafka_io import fast_producer, produce
 
     producer = fast_producer(settings)
     for event in events:

@@ -9,8 +9,8 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from processors.delivery import Delivery, Position, classify_delivery
-from streams.dedupe import FirstSeenIndex
-from streams.metrics import PipelineMetrics
+from streams.adapters.dedupe import FirstSeenIndex
+from streams.adapters.metrics import PipelineMetrics
 from tests.events import purchase, record
 from tests.support import eventually, publish
 

@@ -11,9 +11,9 @@ import orjson
 import pytest
 import redis
 
-from streams.dedupe import seen_namespace
-from streams.inspect import read_topic
+from streams.adapters.dedupe import seen_namespace
 from streams.settings import settings_env
+from streams.tools.inspect import read_topic
 from tests.events import new_id, referral
 from tests.support import REPO, eventually, publish, settled
 from tests.test_points_pipeline import ago, buy, http_balance, refund, send, topic_records
@@ -194,9 +194,50 @@ def test_rings_and_velocity_are_caught(settings, start_worker):
     assert worker.total("rewards_fraud_rule_hits_total", rule="referral_ring") == 2
 
 
+@pytest.mark.parametrize("closing", ["b refers a last", "a refers b last"])
+def test_a_ring_holds_every_edge_whichever_sign_up_closes_it(settings, start_worker, closing):
+    worker = start_worker(settings)
+    a, b = new_id("a"), new_id("b")
+    first, second = (signed_up(a, b), signed_up(b, a))
+    if closing == "a refers b last":
+        first, second = second, first
+    for n, step in enumerate((first, second), 1):
+        refer(settings, step)
+        eventually(lambda n=n: decisions(worker) == n)
+    send(settings, buy(a, 4000), buy(b, 4000))
+    assert outcomes(rewards_of(settings, 4)) == {
+        (a, "referee", "held", 0), (b, "referrer", "held", 0),
+        (b, "referee", "held", 0), (a, "referrer", "held", 0),
+    }  # fmt: skip
+    eventually(lambda: pending(worker, a) == 40 and pending(worker, b) == 40)
+
+
+def test_a_ring_found_after_a_conversion_takes_back_the_held_rewards(settings, start_worker):
+    worker = start_worker(settings)
+    a, b = new_id("a"), new_id("b")
+    refer(settings, signed_up(a, b))
+    eventually(lambda: decisions(worker) == 1)
+    send(settings, buy(b, 4000))
+    rewards_of(settings, 2)
+    eventually(lambda: pending(worker, b) == 540 and pending(worker, a) == 500)
+    refer(settings, signed_up(b, a))  # closes the cycle: a>b>a
+    found = [r for r in rewards_of(settings, 4) if r["status"] == "cancelled"]
+    assert {(r["customer_id"], r["role"], r["status"], r["reason"]) for r in found} == {
+        (b, "referee", "cancelled", "referral_ring"), (a, "referrer", "cancelled", "referral_ring"),
+    }  # fmt: skip
+    eventually(lambda: pending(worker, b) == 40 and pending(worker, a) == 0)
+    (alert,) = [x for x in topic_records(settings, "fraud-alerts") if x["referee_id"] == a]
+    assert (
+        alert["decision"] == "review" and alert["rules"][0]["evidence"]["cycle"] == f"{a}>{b}>{a}"
+    )
+    send(settings, buy(a, 4000))  # the closing edge converts: held for an operator
+    held = [r for r in rewards_of(settings, 6) if r["status"] == "held"]
+    assert outcomes(held) == {(a, "referee", "held", 0), (b, "referrer", "held", 0)}
+
+
 def decide(settings, verdict: str, referee: str) -> None:
     """`rewards decide` as an operator would run it."""
-    cmd = [sys.executable, "-m", "streams.cli", "decide", verdict, "--referee", referee,
+    cmd = [sys.executable, "-m", "streams.tools.cli", "decide", verdict, "--referee", referee,
            "--operator", "ops-test", "--reason", "checked the order history"]  # fmt: skip
     done = subprocess.run(
         cmd, env=settings_env(settings), cwd=REPO, capture_output=True, text=True, check=False

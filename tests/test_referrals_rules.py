@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 from msgspec.structs import replace
 
 from processors.points import Account, EarnRate, PointsPolicy
+from processors.referral_rings import ring_edges
 from processors.referrals import Cap, ReferralPolicy, referral_key, referral_order_id
 from processors.settlement import Event, Policies, Settlement, settle
 from schemas.models import FraudDecision, Purchase, ReferralCommand
@@ -285,3 +287,80 @@ def test_replaying_every_step_changes_nothing():
     assert twice.entries == () and twice.commands == ()
     alice = settle_alice([credit("k0", T0)])
     assert settle_alice([credit("k0", T0)], account=alice.account).account == alice.account
+
+
+@pytest.mark.parametrize("caps", [(), POLICIES.referrals.caps], ids=["no caps", "caps"])
+def test_a_referrers_held_credit_is_cancelled_whatever_the_caps(caps):
+    policies = dataclasses.replace(
+        POLICIES, referrals=dataclasses.replace(POLICIES.referrals, caps=caps)
+    )
+    credited = settle(Account("alice"), [credit("k0", T0)], T0, policies)
+    assert credited.account.pending == 500
+    cancel = replace(
+        credit("k0", T0 + timedelta(days=3)), event_id="cc-k0", command="cancel_referrer",
+        points=None, release_at=None,
+    )  # fmt: skip
+    done = settle(credited.account, [cancel], T0 + timedelta(days=3), policies)
+    assert done.account.pending == 0 and done.account.available == 0
+    assert [r.status for r in done.referral_rewards] == ["cancelled"]
+
+
+def test_a_released_referrer_credit_is_forgotten_without_caps():
+    policies = dataclasses.replace(
+        POLICIES, referrals=dataclasses.replace(POLICIES.referrals, caps=())
+    )
+    credited = settle(Account("alice"), [credit("k0", T0)], T0, policies)
+    released = settle(credited.account, [], T0 + HOLD + timedelta(days=1), policies)
+    assert released.account.available == 500 and released.account.grants == ()
+
+
+def ring_review(n: int = 1, at: datetime = T0 + timedelta(days=2)) -> ReferralCommand:
+    """The scorer found a cycle through alice -> bob."""
+    return ReferralCommand(
+        event_id=f"rr-{n}", occurred_at=at, command="ring_review", customer_id="bob",
+        referral_key=KEY, referrer_id="alice", referee_id="bob", source_event_id="su-ring",
+        alert_id="fa-ring",
+    )  # fmt: skip
+
+
+def test_ring_edges_are_the_cycle_but_the_new_sign_up():
+    assert ring_edges(("a", "b", "a"), "b", "a") == [("a", "b")]
+    assert ring_edges(("x", "y", "z", "x"), "z", "x") == [("x", "y"), ("y", "z")]
+    assert ring_edges((), "a", "b") == []
+
+
+def test_a_ring_edge_not_yet_converted_waits_for_an_operator_at_conversion():
+    attributed = run([signup()])
+    flagged = run([ring_review()], account=attributed.account)
+    assert flagged.account.referral is not None and flagged.account.referral.decision == "review"
+    converted = run([buy("o1")], account=flagged.account)
+    assert converted.account.referral is not None
+    assert converted.account.referral.status == "held" and converted.account.pending == 40
+    assert {r.status for r in converted.referral_rewards} == {"held"}
+
+
+def test_a_converted_ring_edge_gives_back_both_rewards_once():
+    converted = run([signup(), buy("o1")])
+    assert converted.account.pending == 340
+    done = run([ring_review()], account=converted.account)
+    assert done.account.pending == 40
+    assert done.account.referral is not None and done.account.referral.status == "cancelled"
+    (command,) = done.commands
+    assert (command.command, command.customer_id, command.alert_id) == (
+        "cancel_referrer", "alice", "fa-ring",
+    )  # fmt: skip
+    assert [(r.status, r.reason) for r in done.referral_rewards] == [("cancelled", "referral_ring")]
+    again = run([ring_review(2)], account=done.account)
+    assert again.account == done.account and again.commands == () and again.entries == ()
+    referrer = settle_alice([credit("k0", T0)])
+    cancelled = settle_alice([replace(command, referral_key="k0")], account=referrer.account)
+    assert cancelled.account.pending == 0
+    assert [r.reason for r in cancelled.referral_rewards] == ["referral_ring"]
+
+
+def test_a_ring_edge_whose_rewards_were_released_stays_paid():
+    converted = run([signup(), buy("o1")])
+    released = run([], account=converted.account, now=T0 + timedelta(days=1) + HOLD)
+    assert released.account.available == 340
+    late = run([ring_review(at=T0 + HOLD * 2)], account=released.account)
+    assert late.account == released.account and late.referral_rewards == ()

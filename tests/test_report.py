@@ -1,4 +1,4 @@
-"""`streams.report`: a real Prometheus scrapes a fixed exposition; the report shows its figures."""
+"""`streams.tools.report`: a real Prometheus scrapes a fixed exposition; the report shows it."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.report import ReportError, _trend, render_report
-from streams.worker_process import free_port
+from streams.tools.report import ReportError, _trend, render_report
+from streams.tools.worker_process import free_port
 from tests.prometheus import PrometheusProcess
 from tests.support import REPO
 

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.simulator import BAD_KINDS, ShopSimulator, SimEvent
+from streams.tools.simulator import BAD_KINDS, ShopSimulator, SimEvent
 
 START = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 N = 20_000

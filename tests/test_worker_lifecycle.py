@@ -9,8 +9,8 @@ import time
 import orjson
 import pytest
 
-from streams.inspect import read_topic
-from streams.worker_process import free_port
+from streams.tools.inspect import read_topic
+from streams.tools.worker_process import free_port
 from tests.events import new_id
 from tests.support import eventually, http_get, settled
 from tests.test_points_pipeline import buy, http_balance, send

@@ -19,8 +19,7 @@ from confluent_kafka import KafkaException
 from pydantic import SecretStr
 
 from schemas.codec import CONTROL_TOPICS, FULFILMENT_TOPICS, INPUT_TOPICS
-from streams.kafka_io import ensure_topics
-from streams.sandbox_process import SandboxProcess
+from streams.adapters.kafka_io import ensure_topics
 from streams.settings import BudgetCaps, Settings
 from streams.tools.chaos_faults import FaultDriver, FaultPlan, Range
 from streams.tools.chaos_observe import observe
@@ -31,6 +30,7 @@ from streams.tools.chaos_report import Verdict, delay_figures, judge, render
 from streams.tools.chaos_stack import REPO, Fleet, Stack
 from streams.tools.chaos_verdict import LAG_LIMIT_S, Lag
 from streams.tools.chaos_workload import Workload
+from streams.tools.sandbox_process import SandboxProcess
 
 log = logging.getLogger(__name__)
 PUBLISHED = ("purchases", "referrals", "complaints")

@@ -15,10 +15,10 @@ from typing import Any
 import orjson
 import redis
 
-from streams.sandbox_process import SandboxProcess
 from streams.settings import Settings
 from streams.tools.chaos_oracle import Balance
 from streams.tools.chaos_read import Rec, read_topic
+from streams.tools.sandbox_process import SandboxProcess
 
 OUTPUTS = (
     "points-ledger",

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from streams.settings import Settings, settings_env
-from streams.worker_process import WorkerProcess, free_port
+from streams.tools.worker_process import WorkerProcess, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 STACK_SH = REPO / "deploy" / "stack.sh"

@@ -19,17 +19,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from streams.bench import isolated, purchase_stream
-from streams.bench_complaints import with_provider
-from streams.housekeeping import purge
-from streams.kafka_io import admin_client, ensure_topics
-from streams.sandbox_process import SandboxProcess
+from streams.adapters.kafka_io import admin_client, ensure_topics
 from streams.settings import Settings, settings_env
 from streams.tools import peer_data as data
+from streams.tools.bench import isolated, purchase_stream
+from streams.tools.bench_complaints import with_provider
+from streams.tools.housekeeping import purge
 from streams.tools.peer_monitor import Progress, Watch, bytewax_progress, group_progress, watch
 from streams.tools.peer_procs import PEERS, Peer, PeerProcess, python_for
 from streams.tools.peer_report import RunResult, print_table, summarise, write_json
-from streams.worker_process import WorkerProcess, free_port
+from streams.tools.sandbox_process import SandboxProcess
+from streams.tools.worker_process import WorkerProcess, free_port
 
 PARTITIONS = 4
 WORKER = "worker"
@@ -260,7 +260,7 @@ def report(ctx: Context, results: Sequence[RunResult]) -> None:
 
 
 def main(settings: Settings, args: Any) -> int:
-    """`rewards bench --peers ...` (arguments parsed by streams.cli)."""
+    """`rewards bench --peers ...` (arguments parsed by streams.tools.cli)."""
     options = PeerBenchOptions(
         systems=tuple(s.strip() for s in args.systems.split(",") if s.strip()),
         events=args.events,

@@ -14,10 +14,10 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
-from streams.kafka_io import admin_client, fast_producer
+from streams.adapters.kafka_io import admin_client, fast_producer
 from streams.settings import Settings
-from streams.simulator import SimEvent
 from streams.tools.peer_procs import BENCH_DIR
+from streams.tools.simulator import SimEvent
 
 Work = Callable[[bytes | None, bytes, int], tuple[bytes, list[tuple[bytes, bytes]]]]
 

@@ -15,13 +15,15 @@ from typing import Literal
 import orjson
 from pydantic import SecretStr
 
-from streams.bench_complaints import (
+from streams.adapters.kafka_io import ensure_topics
+from streams.settings import Settings, settings_env
+from streams.tools.bench_complaints import (
     catch_up,
     complaint_stream,
     paced_latency,
     with_provider,
 )
-from streams.bench_harness import (
+from streams.tools.bench_harness import (
     SETTLE_S,
     baseline_consume,
     codec_rate,
@@ -31,12 +33,10 @@ from streams.bench_harness import (
     scrape_cost,
     wait_consumed,
 )
-from streams.housekeeping import purge
-from streams.kafka_io import ensure_topics
-from streams.sandbox_process import SandboxProcess
-from streams.settings import Settings, settings_env
-from streams.simulator import ShopSimulator, SimEvent
-from streams.worker_process import WorkerProcess, free_port
+from streams.tools.housekeeping import purge
+from streams.tools.sandbox_process import SandboxProcess
+from streams.tools.simulator import ShopSimulator, SimEvent
+from streams.tools.worker_process import WorkerProcess, free_port
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ import orjson
 from redis.asyncio import Redis
 
 from processors.delivery import Position
-from streams.metrics import PipelineMetrics
-from streams.redis_retry import RedisRetry
+from streams.adapters.metrics import PipelineMetrics
+from streams.adapters.redis_retry import RedisRetry
 from streams.settings import Settings
 
 # One round trip and one command per batch, with the marks packed in one argument: redis-py spends

@@ -15,13 +15,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from streams.worker_process import free_port
+from streams.tools.worker_process import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 class SandboxProcess:
-    """`python -m streams.giftcard_sandbox` on 127.0.0.1 with its own API key.
+    """`python -m streams.tools.giftcard_sandbox` on 127.0.0.1 with its own API key.
 
     Use as a context manager or call `start()` / `stop()`; `faults()`, `reset()` and `orders()`
     drive the sandbox's control endpoints synchronously.
@@ -50,7 +50,7 @@ class SandboxProcess:
     def start(self, ready_timeout_s: float = 30.0) -> SandboxProcess:
         """Start the sandbox and wait until `/healthz` answers."""
         env = {**os.environ, "REWARDS_GIFT_CARD_API_KEY": self.api_key}
-        argv = [sys.executable, "-m", "streams.giftcard_sandbox", "--host", "127.0.0.1",
+        argv = [sys.executable, "-m", "streams.tools.giftcard_sandbox", "--host", "127.0.0.1",
                 "--port", str(self.port)]  # fmt: skip
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(  # noqa: S603 - our own module, no shell

@@ -10,11 +10,11 @@ import orjson
 from confluent_kafka import Consumer
 
 from schemas.codec import Codec, DecodeError
-from streams.kafka_io import fast_producer, produce
-from streams.publish import paced
+from streams.adapters.kafka_io import fast_producer, produce
 from streams.settings import INPUT_TOPICS, Settings
-from streams.simulator import SimEvent
-from streams.worker_process import WorkerProcess
+from streams.tools.publish import paced
+from streams.tools.simulator import SimEvent
+from streams.tools.worker_process import WorkerProcess
 
 LATENCY = "rewards_processing_latency_seconds_bucket"
 SETTLE_S = 2.0

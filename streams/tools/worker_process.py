@@ -57,7 +57,7 @@ class WorkerProcess(MetricsEndpoint):
         env: Mapping[str, str],
         web_port: int,
         log_path: Path,
-        module: str = "streams.cli",
+        module: str = "streams.tools.cli",
     ) -> None:
         super().__init__(web_port)
         self.env = {**os.environ, **env, "REWARDS_WEB_PORT": str(web_port)}

@@ -12,9 +12,9 @@ import orjson
 from tqdm import tqdm
 
 from processors.routing import KEY_FIELDS
-from streams.kafka_io import fast_producer, produce
+from streams.adapters.kafka_io import fast_producer, produce
 from streams.settings import Settings
-from streams.simulator import ShopSimulator
+from streams.tools.simulator import ShopSimulator
 
 T = TypeVar("T")
 

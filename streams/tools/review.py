@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from schemas.codec import encode
 from schemas.models import FraudDecision
-from streams.kafka_io import fast_producer, produce
+from streams.adapters.kafka_io import fast_producer, produce
 from streams.settings import Settings
 
 

@@ -15,26 +15,30 @@ from processors.points import Account, EarnRate, Multiplier, PointsPolicy, next_
 from processors.settlement import Policies
 from schemas.codec import FULFILMENT_TOPICS
 from schemas.models import Referral
+from streams.account_settler import AccountSettler, Clock
+from streams.accounts import OwnedAccounts
 from streams.adapters.account_store import AccountStore
+from streams.adapters.compensation_metrics import CompensationMetrics
+from streams.adapters.kafka_io import consumer_config, instance_id, producer_config, recovery_config
 from streams.adapters.kafka_source import KafkaSource
+from streams.adapters.metrics import PipelineMetrics, PointsMetrics, source_metrics
+from streams.adapters.metrics import loop_metrics as ingest_metrics
 from streams.adapters.outbox import Outbox
+from streams.adapters.points_mirror import BalanceMirror, mirror_namespace
+from streams.adapters.referral_metrics import ReferralMetrics
 from streams.advocacy import AdvocacyCollector, AdvocacyWindows
 from streams.agents import Agents, Handler
+from streams.compensation import CompensationDesk
 from streams.compensation_app import compensation_desk, compensation_policy
-from streams.compensation_metrics import CompensationMetrics
 from streams.ingest import Admitted, Rejected, StreamClocks
-from streams.kafka_io import consumer_config, instance_id, producer_config, recovery_config
-from streams.metrics import PipelineMetrics, PointsMetrics, source_metrics
-from streams.metrics import loop_metrics as ingest_metrics
 from streams.pipeline import Pipeline, PoisonRecords
-from streams.points import Clock, PointsLedger
-from streams.points_mirror import BalanceMirror, mirror_namespace
 from streams.referral_intake import ReferralIntake
-from streams.referral_metrics import ReferralMetrics
 from streams.referrals_app import fraud_policy, identity_index, referral_policy
 from streams.release_schedule import ReleaseSchedule
+from streams.release_sweep import HoldReleaseSweep
 from streams.runtime import Fatal, Loop, StatefulOwnership, build_gate, loop_settings
 from streams.settings import CONTROL_TOPICS, INPUT_TOPICS, OUTPUT_TOPICS, Settings
+from streams.settlement_outputs import SettlementOutputs
 
 INGEST_TOPICS = tuple(t for t in INPUT_TOPICS + CONTROL_TOPICS if t not in FULFILMENT_TOPICS)
 """What the hot path reads: every input and control topic but the fulfilment loop's."""
@@ -66,7 +70,8 @@ class HotPath:
     """The hot path's loop and what the web server reads from it."""
 
     loop: Loop
-    ledger: PointsLedger
+    accounts: OwnedAccounts
+    care: CompensationDesk
     ownership: StatefulOwnership
     partitions: int
     bootstrap_servers: str
@@ -102,15 +107,16 @@ def build_hot_path(wiring: Wiring, *, partitions: int, fatal: Fatal) -> HotPath:
         cache_size=settings.state_cache_accounts,
         in_memory=settings.store.startswith("memory"),
     )
-    ledger, intake = _ledger(wiring, outbox, store, clocks)
+    accounts = _accounts(wiring, store, clocks)
+    settler, sweep, intake = _settler(wiring, outbox, accounts)
     gate = build_gate(
         settings, INGEST_TOPICS, redis=wiring.redis, metrics=metrics, outbox=outbox,
         clocks=clocks, poison=poison,
     )  # fmt: skip
-    agents = Agents(gate, _agents(ledger, intake), [ledger, intake])
+    agents = Agents(gate, _agents(settler, intake), [settler, intake])
     outputs = [*OUTPUT_TOPICS, "referral-commands", "gift-card-orders", settings.changelog_topic()]
     loop_metrics = ingest_metrics(metrics, "ingest", settings.topic_prefix, outputs)
-    ownership = StatefulOwnership(fatal, loop_metrics, store, ledger)
+    ownership = StatefulOwnership(fatal, loop_metrics, store, accounts)
     client_id = f"{settings.app_id}@{settings.web_host}:{settings.web_port}"
     source = KafkaSource(
         consumer_config(settings, settings.app_id, client_id),
@@ -121,7 +127,7 @@ def build_hot_path(wiring: Wiring, *, partitions: int, fatal: Fatal) -> HotPath:
 
     async def release_held_points() -> None:
         """The hold-end sweep, for the partitions that are caught up."""
-        await ledger.release_held_points(caught_up(source, partitions))
+        await sweep.release_held_points(caught_up(source, partitions))
 
     pipeline = Pipeline(
         "ingest", source, outbox, agents, loop=loop_settings(settings), poison=poison,
@@ -139,50 +145,66 @@ def build_hot_path(wiring: Wiring, *, partitions: int, fatal: Fatal) -> HotPath:
         outbox.close()
 
     return HotPath(
-        Loop(pipeline, source, start, close), ledger, ownership, partitions,
+        Loop(pipeline, source, start, close), accounts, settler.care, ownership, partitions,
         settings.kafka_bootstrap_servers, settings.app_id, settings.topic("purchases"),
     )  # fmt: skip
 
 
-def _ledger(
-    wiring: Wiring, outbox: Outbox, store: AccountStore, clocks: StreamClocks
-) -> tuple[PointsLedger, ReferralIntake]:
+def _accounts(wiring: Wiring, store: AccountStore, clocks: StreamClocks) -> OwnedAccounts:
+    """The owned accounts with their schedule, advocacy windows and Redis mirror."""
+    settings = wiring.settings
+    advocacy = AdvocacyWindows(advocacy_policy(settings))
+    wiring.registry.register(AdvocacyCollector(advocacy, wiring.clock))
+    mirror = BalanceMirror(
+        wiring.redis,
+        namespace=mirror_namespace(settings.app_id),
+        retry_max_s=settings.redis_retry_max_s,
+        metrics=wiring.metrics,
+    )
+    return OwnedAccounts(
+        store=store, schedule=ReleaseSchedule(), advocacy=advocacy, clocks=clocks,
+        mirror=mirror, metrics=PointsMetrics.create(wiring.registry),
+    )  # fmt: skip
+
+
+def _settler(
+    wiring: Wiring, outbox: Outbox, accounts: OwnedAccounts
+) -> tuple[AccountSettler, HoldReleaseSweep, ReferralIntake]:
+    """The accounts' settlement, its hold-end sweep and the referral screening it asks."""
     settings, redis, metrics = wiring.settings, wiring.redis, wiring.metrics
     fraud = fraud_policy(settings)
-    index = identity_index(settings, redis, fraud, metrics)
     referral_metrics = ReferralMetrics.create(wiring.registry)
     intake = ReferralIntake(
-        index=index,
+        index=identity_index(settings, redis, fraud, metrics),
         emitter=outbox,
         policy=fraud,
         metrics=referral_metrics,
         alert_on_approve=settings.fraud_alert_on_approve,
     )
-    advocacy = AdvocacyWindows(advocacy_policy(settings))
-    wiring.registry.register(AdvocacyCollector(advocacy, wiring.clock))
     policies = Policies(
         points_policy(settings), referral_policy(settings), compensation_policy(settings),
-        advocacy.policy,
+        accounts.advocacy.policy,
     )  # fmt: skip
-    mirror = BalanceMirror(
-        redis,
-        namespace=mirror_namespace(settings.app_id),
-        retry_max_s=settings.redis_retry_max_s,
-        metrics=metrics,
-    )
     desk = compensation_desk(settings, redis, outbox, wiring.care_metrics, metrics)
-    ledger = PointsLedger(
-        accounts=store, schedule=ReleaseSchedule(), advocacy=advocacy, outbox=outbox,
-        mirror=mirror, metrics=PointsMetrics.create(wiring.registry), policies=policies,
-        fraud=fraud, index=index, intake=intake, referral_metrics=referral_metrics, care=desk,
-        clocks=clocks, clock=wiring.clock, ledger_topic=settings.topic("points-ledger"),
+    points_metrics = accounts.metrics
+    outputs = SettlementOutputs(
+        outbox=outbox, care=desk, metrics=points_metrics, referral_metrics=referral_metrics,
+        ledger_topic=settings.topic("points-ledger"),
     )  # fmt: skip
-    return ledger, intake
+    settler = AccountSettler(
+        accounts=accounts, outputs=outputs, outbox=outbox, policies=policies,
+        referrals=intake, care=desk, clock=wiring.clock,
+    )  # fmt: skip
+    sweep = HoldReleaseSweep(
+        settler=settler, accounts=accounts, policies=policies, metrics=points_metrics,
+        clock=wiring.clock,
+    )  # fmt: skip
+    return settler, sweep, intake
 
 
-def _agents(ledger: PointsLedger, intake: ReferralIntake) -> dict[str, Handler]:
+def _agents(settler: AccountSettler, intake: ReferralIntake) -> dict[str, Handler]:
     """Which agent handles which topic."""
-    settle = ledger.settle_customer_events  # one call per batch for all of a customer's events
+    settle = settler.settle_customer_events  # one call per batch for all of a customer's events
 
     async def score_referrals(admitted: Sequence[Admitted]) -> Sequence[Rejected]:
         """Score and forward the sign-ups; invitations join the inviting customer's account."""

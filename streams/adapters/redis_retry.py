@@ -11,7 +11,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from streams.metrics import PipelineMetrics
+from streams.adapters.metrics import PipelineMetrics
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis
 
-from streams.kafka_io import delete_topics
+from streams.adapters.kafka_io import delete_topics
 from streams.settings import Settings
 
 

@@ -18,9 +18,9 @@ def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
     """Run the worker until stopped (creates missing topics first)."""
     from faust import Worker
 
+    from streams.adapters.kafka_io import TopicLayoutError, ensure_topics, partition_count
     from streams.app import create_app
-    from streams.kafka_io import TopicLayoutError, ensure_topics, partition_count
-    from streams.points_app import INGEST_TOPICS
+    from streams.hot_path import INGEST_TOPICS
 
     try:
         ensure_topics(settings, timeout_s=settings.startup_timeout_s)
@@ -68,7 +68,7 @@ def cmd_config(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_topics(settings: Settings, _: argparse.Namespace) -> int:
     """Create the product's topics (idempotent)."""
-    from streams.kafka_io import ensure_topics
+    from streams.adapters.kafka_io import ensure_topics
 
     ensure_topics(settings)
     for name in INPUT_TOPICS + CONTROL_TOPICS + OUTPUT_TOPICS:
@@ -78,7 +78,7 @@ def cmd_topics(settings: Settings, _: argparse.Namespace) -> int:
 
 def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
     """Publish a JSON-lines file to a topic."""
-    from streams.publish import publish_file
+    from streams.tools.publish import publish_file
 
     sent = publish_file(settings, args.topic, Path(args.file))
     print(f"published {sent} records to {settings.topic(args.topic)}")
@@ -87,8 +87,8 @@ def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     """Publish simulated shop traffic."""
-    from streams.kafka_io import ensure_topics
-    from streams.publish import publish_demo
+    from streams.adapters.kafka_io import ensure_topics
+    from streams.tools.publish import publish_demo
 
     ensure_topics(settings)
     kinds = publish_demo(settings, args.events, args.rate, args.seed)
@@ -98,7 +98,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
     """Count the dead-letter topic's records by reason and source topic."""
-    from streams.inspect import count_dead_letters
+    from streams.tools.inspect import count_dead_letters
 
     counts = count_dead_letters(settings, timeout_s=args.timeout)
     for (topic, reason), n in sorted(counts.items()):
@@ -109,7 +109,7 @@ def cmd_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     """Summarise a running worker's counters: events, dead letters and the points ledger."""
-    from streams.worker_process import MetricsEndpoint
+    from streams.tools.worker_process import MetricsEndpoint
 
     endpoint = MetricsEndpoint(settings.web_port)
     print(f"{'topic':<18}{'consumed':>10}{'processed':>11}{'duplicates':>12}{'dead-lettered':>15}")
@@ -199,7 +199,7 @@ def print_points_status(
 
 def cmd_decide(settings: Settings, args: argparse.Namespace) -> int:
     """Approve or reject a referral held for review (publishes to fraud-decisions)."""
-    from streams.review import publish_decision
+    from streams.tools.review import publish_decision
 
     record = publish_decision(
         settings, args.referee, args.decision, args.operator, args.reason, args.alert
@@ -210,7 +210,7 @@ def cmd_decide(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_sandbox_provider(settings: Settings, args: argparse.Namespace) -> int:
     """Run the gift-card provider sandbox (development and tests; REWARDS_GIFT_CARD_API_KEY)."""
-    from streams.giftcard_sandbox import main as sandbox_main
+    from streams.tools.giftcard_sandbox import main as sandbox_main
 
     sandbox_main(["--host", args.host, "--port", str(args.port)])
     return 0
@@ -218,7 +218,7 @@ def cmd_sandbox_provider(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
     """Render the headline advocacy metrics from Prometheus as one HTML page with PNG charts."""
-    from streams.report import render_report
+    from streams.tools.report import render_report
 
     out = render_report(args.prometheus, Path(args.out), hours=args.hours)
     print(f"report written to {out}")
@@ -231,7 +231,7 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
         from streams.tools.peer_bench import main as peer_bench
 
         return peer_bench(settings, args)
-    from streams.bench import BenchOptions, run_bench
+    from streams.tools.bench import BenchOptions, run_bench
 
     options = BenchOptions(
         events=args.events,

@@ -15,11 +15,12 @@ import orjson
 from redis.asyncio import Redis
 
 from processors.points import Account
-from streams.metrics import PipelineMetrics
-from streams.redis_retry import RedisRetry
+from streams.adapters.metrics import PipelineMetrics
+from streams.adapters.redis_retry import RedisRetry
 
-# One script call per batch, the balances packed in one argument (see streams/dedupe.py): ARGV[1]
-# is updated_at, ARGV[2] a JSON list of [key, sequence, pending, available].
+# One script call per batch, the balances packed in one argument (see
+# streams/adapters/dedupe.py): ARGV[1] is updated_at, ARGV[2] a JSON list of
+# [key, sequence, pending, available].
 MIRROR_SCRIPT = """
 local at = ARGV[1]
 local rows = cjson.decode(ARGV[2])

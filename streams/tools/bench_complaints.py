@@ -16,12 +16,12 @@ from pathlib import Path
 import orjson
 from pydantic import SecretStr
 
-from streams.bench_harness import SETTLE_S, publish_all, scrape_cost
-from streams.inspect import read_topic
-from streams.sandbox_process import SandboxProcess
 from streams.settings import BudgetCaps, Settings, settings_env
-from streams.simulator import SimEvent
-from streams.worker_process import WorkerProcess, free_port
+from streams.tools.bench_harness import SETTLE_S, publish_all, scrape_cost
+from streams.tools.inspect import read_topic
+from streams.tools.sandbox_process import SandboxProcess
+from streams.tools.simulator import SimEvent
+from streams.tools.worker_process import WorkerProcess, free_port
 
 SEVERITIES = ("medium", "high", "critical")
 

@@ -267,7 +267,7 @@ def build_app(api_key: str) -> web.Application:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m streams.giftcard_sandbox --host 127.0.0.1 --port PORT`."""
+    """`python -m streams.tools.giftcard_sandbox --host 127.0.0.1 --port PORT`."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=18080)  # REWARDS_GIFT_CARD_PROVIDER_URL

@@ -28,8 +28,8 @@ from processors.fraud import FraudFacts, FraudPolicy, SharedSignal
 from processors.identity import email_domain, identity_signals, is_disposable, keyed_hash
 from processors.referrals import ConversionCheck
 from schemas.models import Context, Referral
-from streams.identity_lua import FACTS_SCRIPT, RECORD_SCRIPT
-from streams.redis_retry import RedisRetry
+from streams.adapters.identity_lua import FACTS_SCRIPT, RECORD_SCRIPT
+from streams.adapters.redis_retry import RedisRetry
 
 SHARED_KINDS = ("email", "device", "payment", "address", "ip_ua")
 HASH_CACHE = 50_000

@@ -23,7 +23,7 @@ import orjson
 from redis.asyncio import Redis
 
 from processors.compensation import BudgetRequest
-from streams.redis_retry import RedisRetry
+from streams.adapters.redis_retry import RedisRetry
 from streams.settings import BudgetCaps
 
 RESERVE_SCRIPT = """

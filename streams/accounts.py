@@ -1,0 +1,110 @@
+"""The customer accounts a worker owns, and what it derives from them once they are durable.
+
+An account is read from the store (RocksDB, recovered from the changelog), settled by the rules,
+and staged into the open transaction as a changelog record; its Redis mirror is written
+meanwhile. Only when the transaction commits is the account written to RocksDB, and are the
+hold-end schedule and the advocacy windows moved from the account's old state to its new one.
+An aborted transaction leaves all of them as they were.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+
+from msgspec import Struct
+
+from processors.points import Account
+from processors.settlement import Event, Settlement
+from streams.adapters.account_store import AccountStore
+from streams.adapters.metrics import PointsMetrics
+from streams.adapters.points_mirror import BalanceMirror
+from streams.advocacy import AdvocacyWindows
+from streams.ingest import StreamClocks
+from streams.release_schedule import ReleaseSchedule
+
+log = logging.getLogger(__name__)
+Emit = Callable[[str, bytes, bytes], None]
+
+
+class Settled(Struct, frozen=True, gc=False):
+    """One customer's settlement, with the partition, the account it started from, its events
+    and their stream times."""
+
+    partition: int
+    before: Account
+    settlement: Settlement
+    events: tuple[Event, ...] = ()
+    times: tuple[datetime, ...] = ()
+    now: datetime | None = None
+
+    @property
+    def changed(self) -> bool:
+        """The rules return the very same account when nothing changed."""
+        return self.settlement.account is not self.before
+
+
+class OwnedAccounts:
+    """The owned partitions' accounts, their stream clocks, hold ends and advocacy facts."""
+
+    def __init__(
+        self,
+        *,
+        store: AccountStore,
+        schedule: ReleaseSchedule,
+        advocacy: AdvocacyWindows,
+        clocks: StreamClocks,
+        mirror: BalanceMirror,
+        metrics: PointsMetrics,
+    ) -> None:
+        self.store = store
+        self.schedule = schedule
+        self.advocacy = advocacy
+        self.clocks = clocks
+        self._mirror = mirror
+        self.metrics = metrics
+
+    def load(self, partition: int, customer_id: str) -> Account:
+        """The customer's account as the open transaction has it."""
+        return self.store.load(partition, customer_id)
+
+    def stage(self, emit: Emit, settled: Sequence[Settled]) -> asyncio.Future[None]:
+        """Stage the changed accounts' changelog records; the Redis mirror's write of them,
+        under way (the caller awaits it before the transaction commits)."""
+        stored = [s for s in settled if s.changed]
+        clocks = {p: at for p in {s.partition for s in stored} if (at := self.clocks.now(p))}
+        self.store.stage(emit, [(s.partition, s.settlement.account) for s in stored], clocks)
+        return asyncio.ensure_future(self._mirror.write([s.settlement.account for s in stored]))
+
+    def committed(self, settled: Iterable[Settled]) -> None:
+        """The transaction committed: the accounts are durable; move the indexes along."""
+        self.store.committed()
+        for done in settled:
+            if done.changed:
+                self.schedule.track(done.partition, done.before, done.settlement.account)
+                self.advocacy.track(done.partition, done.before, done.settlement.account)
+        self.metrics.held_customers.set(len(self.schedule))
+
+    def discard(self) -> None:
+        """The transaction was aborted: forget what it staged."""
+        self.store.discard()
+
+    def forget(self, revoked: frozenset[int]) -> None:
+        """Revoked: stop releasing and counting there (the next owner does)."""
+        self.schedule.forget(revoked)
+        self.advocacy.forget(revoked)
+        for partition in revoked:
+            self.clocks.forget(partition)
+        log.info("partitions %s left this worker", sorted(revoked))
+
+    async def rebuild_indexes(self, owned: frozenset[int]) -> None:
+        """After a recovery: seed the stream clocks, schedule the hold ends and count the
+        advocacy facts of every account in the recovered partitions."""
+        for partition in owned:
+            self.clocks.seed(partition, self.store.stream_time(partition))
+        scanned = self.advocacy.rebuilding(owned, self.store.scan(sorted(owned)))
+        await self.schedule.rebuild(owned, scanned)
+        self.metrics.held_customers.set(len(self.schedule))
+        self.metrics.recoveries.inc()
