@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Literal
 
 Decision = Literal["approve", "review", "reject"]
-Subject = Literal["signup", "conversion"]
+Subject = Literal["signup", "conversion", "late_evidence"]
 
 RULES: tuple[str, ...] = (
     "same_customer",

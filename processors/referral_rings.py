@@ -3,9 +3,9 @@
 The sign-up that closes a cycle is scored by the fraud rules (`referral_ring`); the cycle's other
 edges were scored before the cycle existed, so the scorer sends each of them a `ring_review`
 command, on its referee's partition. Whichever edge closes the cycle, every edge ends the same
-way: not yet converted, it waits for an operator at conversion (decision review); converted with
-its rewards still on hold, both sides are taken back (`cancelled`, reason `referral_ring`);
-released rewards stay released.
+way (`processors.referral_flags`): not yet converted, it waits for an operator at conversion
+(decision review); converted with its rewards still on hold, both sides are taken back
+(`cancelled`, reason `referral_ring`); released rewards stay released (`kept`, for operators).
 """
 
 from __future__ import annotations
@@ -13,18 +13,10 @@ from __future__ import annotations
 from datetime import datetime
 from itertools import pairwise
 
-from msgspec.structs import replace
-
 from processors.ids import stable_id
 from processors.points import Account
-from processors.referral_records import side_outcome
-from processors.referrals import (
-    Step,
-    cancel_referrer_command,
-    referral_key,
-    referral_order_id,
-    reverse_all,
-)
+from processors.referral_flags import flag_referral
+from processors.referrals import Step, referral_key
 from schemas.models import ReferralCommand
 
 
@@ -57,25 +49,5 @@ def ring_review_commands(
 
 
 def review_ring_edge(account: Account, cmd: ReferralCommand) -> Step:
-    """This referral is an edge of a referral cycle found later, through another edge: a
-    conversion to come waits for an operator; rewards still on hold are taken back from both
-    sides; released rewards stay released (the cycle's alert says so)."""
-    referral = account.referral
-    if referral is None or referral.referral_key != cmd.referral_key:
-        return Step(account)
-    if referral.status == "attributed" and referral.decision == "approve":
-        return Step(replace(account, referral=replace(referral, decision="review")))
-    order_id = referral_order_id(referral.referral_key, "referee")
-    order = account.orders.get(order_id)
-    if referral.status != "converted" or order is None or order.pending <= 0:
-        return Step(account)
-    referral = replace(referral, status="cancelled")
-    outcome = reverse_all(replace(account, referral=referral), order_id, cmd)
-    command = cancel_referrer_command(
-        account.customer_id, referral, cmd.event_id, cmd.occurred_at,
-        referral.order_id or order_id, cmd.alert_id,
-    )  # fmt: skip
-    reward = side_outcome(
-        account.customer_id, referral, "referee", "cancelled", 0, cmd, "referral_ring"
-    )
-    return replace(outcome, commands=(command,), rewards=(reward,))
+    """This referral is an edge of a referral cycle found later, through another edge."""
+    return flag_referral(account, cmd, "review", "referral_ring")

@@ -296,6 +296,7 @@ def cancel_referrer_command(  # noqa: PLR0917 - one command, all of it needed
     at: datetime,
     order_id: str,
     alert_id: str | None = None,
+    reason: str | None = None,
 ) -> ReferralCommand:
     """Take the referrer's reward of this referral back (on the referrer's partition)."""
     return ReferralCommand(
@@ -309,6 +310,7 @@ def cancel_referrer_command(  # noqa: PLR0917 - one command, all of it needed
         source_event_id=source_event_id,
         order_id=order_id,
         alert_id=alert_id,
+        reason=reason,
     )
 
 

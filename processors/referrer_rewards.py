@@ -66,7 +66,7 @@ def _cap_exceeded(
 
 def cancel_referrer(account: Account, cmd: ReferralCommand) -> Step:
     """The referee's qualifying order was refunded inside the hold, or the referral turned out to
-    be an edge of a referral cycle (the command then names the alert): take the referrer's back."""
+    be fraud after all (the command then says why): take the referrer's back."""
     grant = next((g for g in account.grants if g.referral_key == cmd.referral_key), None)
     if grant is None or grant.status != "credited":
         return Step(account)
@@ -75,7 +75,7 @@ def cancel_referrer(account: Account, cmd: ReferralCommand) -> Step:
         replace(g, status="cancelled") if g.referral_key == cmd.referral_key else g
         for g in step.account.grants
     )
-    reason = "referral_ring" if cmd.alert_id else "qualifying_order_refunded"
+    reason = cmd.reason or "qualifying_order_refunded"
     reward = command_outcome(cmd, "cancelled", reason, role="referrer", points=0)
     return replace(step, account=replace(step.account, grants=grants), rewards=(reward,))
 

@@ -34,6 +34,7 @@ from processors.points import (
     release_due,
     reverse,
 )
+from processors.referral_flags import flag_referral
 from processors.referral_rings import review_ring_edge
 from processors.referrals import (
     REFERRAL_ORDER_PREFIX,
@@ -245,6 +246,8 @@ def _command(
         return credit_referrer(account, cmd, referrals)
     if cmd.command == "ring_review":
         return review_ring_edge(account, cmd)
+    if cmd.command == "rescore":
+        return flag_referral(account, cmd, cmd.decision or "review", "fraud_late_evidence")
     return cancel_referrer(account, cmd)
 
 

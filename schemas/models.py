@@ -38,7 +38,7 @@ ReferralType: TypeAlias = Literal["invited", "signed_up"]
 Decision: TypeAlias = Literal["approve", "review", "reject"]
 OperatorDecision: TypeAlias = Literal["approve", "reject"]
 ReferralCommandKind: TypeAlias = Literal[
-    "signup", "credit_referrer", "cancel_referrer", "ring_review"
+    "signup", "credit_referrer", "cancel_referrer", "ring_review", "rescore"
 ]
 
 
@@ -166,6 +166,7 @@ class ReferralCommand(Struct, frozen=True, gc=False, kw_only=True, omit_defaults
     points: Points | None = None
     release_at: Timestamp | None = None
     order_id: Id | None = None
+    reason: Id | None = None
 
     def __post_init__(self) -> None:
         """Each command carries what it needs."""
@@ -174,6 +175,7 @@ class ReferralCommand(Struct, frozen=True, gc=False, kw_only=True, omit_defaults
             "credit_referrer": ("points", "release_at", "order_id"),
             "cancel_referrer": ("order_id",),
             "ring_review": ("alert_id",),
+            "rescore": ("decision", "score", "alert_id"),
         }[self.command]
         for name in needs:
             if getattr(self, name) is None:

@@ -12,7 +12,7 @@ from schemas.models import Cents, Currency, Decision, Id, ReferralCode, Severity
 PositivePoints: TypeAlias = Annotated[int, Meta(gt=0, le=2**53 - 1)]
 ShortText: TypeAlias = Annotated[str, Meta(min_length=1, max_length=64)]
 RewardKind: TypeAlias = Literal["points", "gift_card", "discount"]
-Subject: TypeAlias = Literal["signup", "conversion"]
+Subject: TypeAlias = Literal["signup", "conversion", "late_evidence"]
 
 
 class GiftCard(Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
@@ -153,7 +153,7 @@ class PointsAnomaly(Struct, frozen=True, gc=False, kw_only=True, omit_defaults=T
 
 ReferralRole: TypeAlias = Literal["referrer", "referee"]
 ReferralRewardStatus: TypeAlias = Literal[
-    "credited", "capped", "held", "cancelled", "rejected", "ineligible"
+    "credited", "capped", "held", "cancelled", "rejected", "ineligible", "kept"
 ]
 
 

@@ -64,7 +64,7 @@ class AccountSettler:
             assert not isinstance(item.event, GiftCardOrder)
             by_customer[(item.position.partition, _customer_of(item.event))].append(item)
         purchases = [a.event for a in admitted if isinstance(a.event, Purchase)]
-        self._writes.append(asyncio.ensure_future(self._referrals.record_contexts(purchases)))
+        self._referrals.record_contexts(purchases)
         settled = [self._settle(p, c, items) for (p, c), items in by_customer.items()]
         checks = [check for done in settled for check in done.settlement.checks]
         verdicts = await self._referrals.score_conversions(checks) if checks else {}

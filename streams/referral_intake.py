@@ -4,6 +4,7 @@ that closes a referral cycle also sends each other edge of the cycle a `ring_rev
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Sequence
 
@@ -13,7 +14,7 @@ from processors.referral_rings import ring_review_commands
 from processors.referrals import ConversionCheck, referral_key
 from schemas.models import Purchase, Referral, ReferralCommand
 from schemas.outputs import FraudAlert, FraudRuleHit, FraudThresholds
-from streams.adapters.identity_index import IdentityIndex
+from streams.adapters.identity_index import IdentityIndex, LateMatch
 from streams.adapters.outbox import Outbox
 from streams.adapters.referral_metrics import ReferralMetrics
 from streams.ingest import Admitted, Rejected
@@ -39,6 +40,8 @@ class ReferralIntake:
         self._alert_on_approve = alert_on_approve
         self._pending_events: Counter[str] = Counter()
         self._pending_decisions: list[tuple[str, Verdict]] = []
+        self._recording: list[tuple[asyncio.Future[list[LateMatch]], dict[str, Purchase]]] = []
+        """Identity writes of the open transaction under way, with their purchases by id."""
 
     async def score_signups(self, admitted: Sequence[Admitted]) -> Sequence[Rejected]:
         """Score each sign-up, publish its fraud alert, forward it to the referee's partition."""
@@ -76,9 +79,35 @@ class ReferralIntake:
             verdicts[check.purchase.event_id] = verdict.decision
         return verdicts
 
-    async def record_contexts(self, purchases: Sequence[Purchase]) -> None:
-        """Remember the identity signals of purchases (the index the fraud rules read)."""
-        await self._index.record([(p.customer_id, p.context, p.occurred_at) for p in purchases])
+    def record_contexts(self, purchases: Sequence[Purchase]) -> None:
+        """Remember the identity signals of purchases (the index the fraud rules read), while
+        the batch settles; what they reveal about referrals already scored is acted on before
+        the transaction commits (`flush`)."""
+        seen = [(p.customer_id, p.context, p.occurred_at, p.event_id) for p in purchases]
+        if any(p.context is not None for p in purchases):
+            by_id = {p.event_id: p for p in purchases}
+            self._recording.append((asyncio.ensure_future(self._index.record(seen)), by_id))
+
+    def _rescore(self, match: LateMatch, purchase: Purchase) -> None:
+        """Late evidence: score the match alone; a review or reject goes to the referee."""
+        fact = FraudFacts(
+            subject="late_evidence", referrer_id=match.referrer_id, referee_id=match.referee_id,
+            shared=(match.signal,),
+        )  # fmt: skip
+        verdict = evaluate(fact, self._policy)
+        if verdict.decision == "approve":
+            return
+        key = referral_key(match.referrer_id, match.referee_id)
+        alert_id = stable_id("fa", "late", key, match.signal.kind, match.signal.hashed)
+        self.publish_alert(alert_record(alert_id, fact, verdict, purchase), verdict)
+        command = ReferralCommand(
+            event_id=stable_id("rc", "rescore", key, match.signal.kind, match.signal.hashed),
+            occurred_at=purchase.occurred_at, command="rescore", customer_id=match.referee_id,
+            referral_key=key, referrer_id=match.referrer_id, referee_id=match.referee_id,
+            source_event_id=purchase.event_id, decision=verdict.decision, score=verdict.score,
+            alert_id=alert_id,
+        )  # fmt: skip
+        self._emitter.emit("referral-commands", command.customer_id, command)
 
     async def mark_rejected(self, customers: Sequence[str]) -> None:
         """Remember customers rejected for fraud."""
@@ -91,17 +120,31 @@ class ReferralIntake:
             self._emitter.emit("fraud-alerts", alert.referee_id, alert)
 
     async def flush(self) -> None:
-        """Nothing is written elsewhere without waiting."""
+        """Before the transaction commits: the batches' identity writes are done, and what
+        they revealed is rescored into the transaction."""
+        recording, self._recording = self._recording, []
+        for task, purchases in recording:
+            for match in await task:
+                self._rescore(match, purchases[match.event_id])
 
     def committed(self) -> None:
         """The transaction committed: count its referral events and decisions."""
         self._metrics.count_referral_events(self._pending_events)
         for subject, verdict in self._pending_decisions:
             self._metrics.count_decision(subject, verdict)
-        self.discarded()
+        self._index.committed()
+        self._forget()
 
     def discarded(self) -> None:
-        """The transaction was aborted: nothing of it was decided."""
+        """The transaction was aborted: nothing of it was decided; its purchases are recorded
+        (and matched) again when they come again."""
+        for task, _ in self._recording:
+            task.cancel()
+        self._recording.clear()
+        self._index.discarded()
+        self._forget()
+
+    def _forget(self) -> None:
         self._pending_events.clear()
         self._pending_decisions.clear()
 

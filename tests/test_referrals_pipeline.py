@@ -235,6 +235,38 @@ def test_a_ring_found_after_a_conversion_takes_back_the_held_rewards(settings, s
     assert outcomes(held) == {(a, "referee", "held", 0), (b, "referrer", "held", 0)}
 
 
+@pytest.mark.parametrize("late", ["before the conversion", "after the conversion"])
+def test_a_signal_the_referrer_shows_later_is_late_evidence(settings, start_worker, late):
+    worker = start_worker(settings)
+    alice, bob = new_id("alice"), new_id("bob")
+    refer(settings, signed_up(alice, bob, device_id="dev-shared-1"))  # alice unknown yet: approve
+    eventually(lambda: decisions(worker) == 1)
+    alices = buy(alice, 1000, context={"device_id": "dev-shared-1"})
+    if late == "before the conversion":
+        send(settings, alices)
+        eventually(lambda: len(topic_records(settings, "fraud-alerts")) == 1)
+        send(settings, buy(bob, 4000))
+        assert outcomes(rewards_of(settings, 2)) == {
+            (bob, "referee", "held", 0), (alice, "referrer", "held", 0),
+        }  # fmt: skip
+    else:
+        send(settings, buy(bob, 4000))
+        rewards_of(settings, 2)
+        eventually(lambda: pending(worker, bob) == 540 and pending(worker, alice) == 500)
+        send(settings, alices)
+        cancelled = [r for r in rewards_of(settings, 4) if r["status"] == "cancelled"]
+        assert {(r["customer_id"], r["role"], r["reason"]) for r in cancelled} == {
+            (bob, "referee", "fraud_late_evidence"), (alice, "referrer", "fraud_late_evidence"),
+        }  # fmt: skip
+    eventually(lambda: pending(worker, bob) == 40 and pending(worker, alice) == 10)
+    (alert,) = topic_records(settings, "fraud-alerts")
+    assert (alert["subject"], alert["decision"], alert["referee_id"]) == (
+        "late_evidence", "review", bob,
+    )  # fmt: skip
+    assert [h["rule"] for h in alert["rules"]] == ["same_device"]
+    assert alert["source_event_id"] == alices["event_id"]
+
+
 def decide(settings, verdict: str, referee: str) -> None:
     """`rewards decide` as an operator would run it."""
     cmd = [sys.executable, "-m", "streams.tools.cli", "decide", verdict, "--referee", referee,

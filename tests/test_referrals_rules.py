@@ -358,9 +358,49 @@ def test_a_converted_ring_edge_gives_back_both_rewards_once():
     assert [r.reason for r in cancelled.referral_rewards] == ["referral_ring"]
 
 
-def test_a_ring_edge_whose_rewards_were_released_stays_paid():
+def test_a_ring_edge_whose_rewards_were_released_stays_paid_and_is_reported_once():
     converted = run([signup(), buy("o1")])
     released = run([], account=converted.account, now=T0 + timedelta(days=1) + HOLD)
     assert released.account.available == 340
     late = run([ring_review(at=T0 + HOLD * 2)], account=released.account)
-    assert late.account == released.account and late.referral_rewards == ()
+    assert late.account.available == 340 and late.entries == () and late.commands == ()
+    assert [(r.status, r.reason) for r in late.referral_rewards] == [("kept", "after_release")]
+    again = run([ring_review(2, at=T0 + HOLD * 2)], account=late.account)
+    assert again.account == late.account and again.referral_rewards == ()
+
+
+def rescore(decision: str, n: int = 1, at: datetime = T0 + timedelta(days=2)) -> ReferralCommand:
+    """Late evidence against alice -> bob."""
+    return ReferralCommand(
+        event_id=f"rs-{n}", occurred_at=at, command="rescore", customer_id="bob",
+        referral_key=KEY, referrer_id="alice", referee_id="bob", source_event_id=f"p-late-{n}",
+        decision=decision, score=90.0 if decision == "reject" else 70.0, alert_id="fa-late",  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(("before", "decision", "status", "outcome", "remembered"), [
+    ([signup()], "review", "attributed", None, ()),
+    ([signup()], "reject", "rejected", "rejected", ("alice", "bob")),
+    ([signup(decision="review"), buy("o1")], "reject", "rejected", "rejected", ("alice", "bob")),
+    ([signup(), buy("o1")], "review", "cancelled", "cancelled", ()),
+    ([signup(), buy("o1")], "reject", "cancelled", "cancelled", ("alice", "bob")),
+])  # fmt: skip
+def test_late_evidence_acts_on_the_referral_as_far_as_it_got(
+    before, decision, status, outcome, remembered
+):
+    start = run(before)
+    done = run([rescore(decision)], account=start.account)
+    referral = done.account.referral
+    assert referral is not None and referral.status == status
+    assert {r.status for r in done.referral_rewards} == ({outcome} if outcome else set())
+    assert all(r.reason == "fraud_late_evidence" for r in done.referral_rewards)
+    assert set(done.fraud_rejected) == set(remembered)
+    assert done.account.pending == (40 if before[-1] != signup() else 0)
+    again = run([rescore(decision, 2)], account=done.account)
+    assert again.account == done.account and again.referral_rewards == () and again.commands == ()
+
+
+def test_weaker_late_evidence_changes_nothing():
+    start = run([signup(decision="review")])
+    done = run([rescore("review")], account=start.account)
+    assert done.account == start.account

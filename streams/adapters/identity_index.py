@@ -7,6 +7,7 @@ workers. It stores no personal data: every email, IP, address and payment finger
 - `<app>:id:<kind>:<hmac>`      sorted set: customer id -> last seen (epoch s); `identity_ttl`
 - `<app>:vel:<who>:<subject>`   sorted set: sign-up event id -> its time; twice the velocity window
 - `<app>:ref:by:<customer>`     set: the customers who referred this one; `identity_ttl`
+- `<app>:ref:of:<customer>`     set: the customers this one referred; `identity_ttl`
 - `<app>:fraud:rejected:<id>`   string: this customer was rejected for fraud; `identity_ttl`
 
 A batch's reads and writes go in one script call (`identity_lua.py`); writes are idempotent (same
@@ -38,6 +39,21 @@ RECORD_REFRESH_S = 600
 RECORDED_CACHE = 200_000
 """(customer, signal) pairs whose last write to the index is remembered."""
 VELOCITY = (("referrer", None), ("ip", "ip"), ("device", "device"))
+LATE_KINDS = ("email", "device", "payment", "address")
+"""Signals that count as evidence whenever they show up (IP and agent count only close in time)."""
+Seen = tuple[str, Context | None, datetime, str]
+"""(customer, context, time, event id) of a purchase."""
+
+
+@dataclass(frozen=True, slots=True)
+class LateMatch:
+    """A party of a referral edge showed a signal the other party had shown before."""
+
+    referrer_id: str
+    referee_id: str
+    signal: SharedSignal
+    event_id: str
+    """The purchase whose context showed it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +86,8 @@ class IdentityIndex:
         self._retry = retry
         self._hashed: dict[Context, _Hashed] = {}
         self._recorded: dict[tuple[str, str], int] = {}
+        self._unconfirmed: list[tuple[str, str]] = []
+        """Pairs marked recorded by the open transaction (forgotten if it aborts)."""
         self._facts_script = redis.register_script(FACTS_SCRIPT)
         self._record_script = redis.register_script(RECORD_SCRIPT)
 
@@ -85,20 +103,34 @@ class IdentityIndex:
             return []
         return await self._retry.call(lambda: self._conversion_facts(checks))
 
-    async def record(self, seen: Sequence[tuple[str, Context | None, datetime]]) -> None:
-        """Remember the signals each (customer, context, time) showed. A signal this worker
-        recorded for the customer less than RECORD_REFRESH_S earlier (a customer's partition
-        has one worker) is not written again: its last-seen time moves in steps of that size."""
+    async def record(self, seen: Sequence[Seen]) -> list[LateMatch]:
+        """Remember the signals each purchase showed, and return the parties of the customers'
+        referral edges who had shown the same (late evidence). A signal this worker recorded for
+        the customer less than RECORD_REFRESH_S earlier (a customer's partition has one worker)
+        is not written again: its last-seen time moves in steps of that size."""
         rows = self._fresh_rows(seen)
-        if rows:
-            await self._retry.call(lambda: self._record(rows))
+        if not rows:
+            return []
+        found = await self._retry.call(lambda: self._record(rows))
+        return [
+            LateMatch(referrer, referee, SharedSignal(kind, digest), event_id)
+            for referrer, referee, kind, digest, event_id in found
+        ]
 
-    def _fresh_rows(
-        self, seen: Sequence[tuple[str, Context | None, datetime]]
-    ) -> list[tuple[str, int, str, str]]:
-        rows: list[tuple[str, int, str, str]] = []
+    def committed(self) -> None:
+        """The transaction that recorded the pairs committed."""
+        self._unconfirmed.clear()
+
+    def discarded(self) -> None:
+        """It aborted: its purchases come again, so record (and match) them again."""
+        for pair in self._unconfirmed:
+            self._recorded.pop(pair, None)
+        self._unconfirmed.clear()
+
+    def _fresh_rows(self, seen: Sequence[Seen]) -> list[tuple[str, int, str, str, str]]:
+        rows: list[tuple[str, int, str, str, str]] = []
         recorded = self._recorded
-        for customer, context, at in seen:
+        for customer, context, at, event_id in seen:
             if context is None:
                 continue
             stamp = int(at.timestamp())
@@ -107,7 +139,8 @@ class IdentityIndex:
                 last = recorded.get(key)
                 if last is None or not 0 <= stamp - last < RECORD_REFRESH_S:
                     recorded[key] = stamp
-                    rows.append((customer, stamp, kind, digest))
+                    self._unconfirmed.append(key)
+                    rows.append((customer, stamp, kind, digest, event_id))
         while len(recorded) > RECORDED_CACHE:
             del recorded[next(iter(recorded))]
         return rows
@@ -223,8 +256,12 @@ class IdentityIndex:
             and (kind != "ip_ua" or abs(float(seen[kind]) - at) <= window)
         )
 
-    async def _record(self, rows: list[tuple[str, int, str, str]]) -> None:
-        await self._record_script(args=[self._ns, self._ttl_s, orjson.dumps(rows)])
+    async def _record(self, rows: list[tuple[str, int, str, str, str]]) -> list[list[str]]:
+        reply = await self._record_script(
+            args=[self._ns, self._ttl_s, orjson.dumps(rows), orjson.dumps(LATE_KINDS)]
+        )
+        found: list[list[str]] = orjson.loads(reply)
+        return found
 
     async def _mark(self, keys: list[str]) -> None:
         pipe = self._redis.pipeline(transaction=False)

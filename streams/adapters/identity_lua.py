@@ -64,20 +64,41 @@ for i, s in ipairs(specs) do
     local edge = ns .. ':ref:by:' .. s.referee
     redis.call('SADD', edge, s.referrer)
     redis.call('EXPIRE', edge, ttl)
+    local out_edge = ns .. ':ref:of:' .. s.referrer
+    redis.call('SADD', out_edge, s.referee)
+    redis.call('EXPIRE', out_edge, ttl)
   end
   out[i] = r
 end
 return cjson.encode(out)
 """
 
-# ARGV: namespace, ttl_s, then a JSON list of [customer, at, kind, hmac], one per signal seen.
+# ARGV: namespace, ttl_s, then a JSON list of [customer, at, kind, hmac, event_id], one per signal
+# seen, then a JSON list of the kinds that count as late evidence.
+# Returns JSON: [[referrer, referee, kind, hmac, event_id], ...] for each party of a referral edge
+# of the customer (who referred them, whom they referred) who has shown the same signal.
 RECORD_SCRIPT = """
 local ns, ttl = ARGV[1], tonumber(ARGV[2])
 local seen = cjson.decode(ARGV[3])
+local late = {}
+for _, kind in ipairs(cjson.decode(ARGV[4])) do late[kind] = true end
+local found = {}
 for _, row in ipairs(seen) do
   local key = ns .. ':id:' .. row[3] .. ':' .. row[4]
   redis.call('ZADD', key, 'GT', row[2], row[1])
   redis.call('EXPIRE', key, ttl)
+  if late[row[3]] then
+    for _, referrer in ipairs(redis.call('SMEMBERS', ns .. ':ref:by:' .. row[1])) do
+      if redis.call('ZSCORE', key, referrer) then
+        table.insert(found, {referrer, row[1], row[3], row[4], row[5]})
+      end
+    end
+    for _, referee in ipairs(redis.call('SMEMBERS', ns .. ':ref:of:' .. row[1])) do
+      if redis.call('ZSCORE', key, referee) then
+        table.insert(found, {row[1], referee, row[3], row[4], row[5]})
+      end
+    end
+  end
 end
-return #seen
+return cjson.encode(found)
 """
