@@ -166,6 +166,42 @@ def test_each_self_referral_signal_is_caught_and_explained(settings, start_worke
     assert hashed["signal"] == "device" and len(hashed["hash"]) == 16
 
 
+def test_tag_aliases_on_regional_provider_domains_are_the_same_email(settings, start_worker):
+    worker = start_worker(settings)
+    domains = ("yahoo.fr", "hotmail.fr", "outlook.de", "live.co.uk", "yahoo.co.uk")
+    pairs = {d: (new_id("rr"), new_id("ee")) for d in domains}
+    send(settings, *(buy(r, 1000, context={"email": f"name.{n}@{d}"})
+                     for n, (d, (r, _)) in enumerate(pairs.items())))  # fmt: skip
+    eventually(
+        lambda: worker.total("rewards_events_processed_total", topic="purchases") == len(domains)
+    )
+    refer(settings, *(signed_up(r, e, email=f"Name.{n}+promo@{d.upper()}")
+                      for n, (d, (r, e)) in enumerate(pairs.items())))  # fmt: skip
+    eventually(lambda: decisions(worker) == len(domains))
+    alerts = alerts_by_referee(settings)
+    for referrer, referee in pairs.values():
+        assert [h["rule"] for h in alerts[referee]["rules"]] == ["same_email"], referrer
+        assert alerts[referee]["decision"] == "reject"
+
+
+def test_a_refund_cancels_the_referrers_reward_with_the_caps_off(settings, start_worker):
+    worker = start_worker(settings.model_copy(update={"referral_caps": ()}))
+    alice, bob = new_id("alice"), new_id("bob")
+    refer(settings, signed_up(alice, bob, email="b3@example.org"))
+    eventually(lambda: decisions(worker) == 1)
+    bought = buy(bob, 2500)
+    send(settings, bought)
+    rewards_of(settings, 2)
+    eventually(lambda: pending(worker, alice) == 500)
+    send(settings, refund(bought, 1000))
+    cancelled = [r for r in rewards_of(settings, 4) if r["status"] == "cancelled"]
+    assert {(r["customer_id"], r["role"]) for r in cancelled} == {
+        (bob, "referee"),
+        (alice, "referrer"),
+    }
+    eventually(lambda: pending(worker, alice) == 0 and pending(worker, bob) == 15)
+
+
 def test_rings_and_velocity_are_caught(settings, start_worker):
     limits = {"referrer": 2, "ip": 2, "device": 9}
     settings = settings.model_copy(
