@@ -35,6 +35,8 @@ from confluent_kafka import TopicPartition as KafkaPartition
 from prometheus_client import Counter
 
 log = logging.getLogger(__name__)
+RETRY_WITHIN_S = 60.0
+"""How long an assignment's offset lookups are retried before the failure is the worker's."""
 
 TP = tuple[str, int]
 
@@ -303,18 +305,24 @@ class KafkaSource:
             self._failure = exc
 
 
-def _retrying(call: Callable[[], list[KafkaPartition]], attempts: int = 6) -> list[KafkaPartition]:
-    """A client call inside a rebalance callback, again while it fails (a restarted broker's
-    metadata takes a moment to settle), with a short backoff."""
-    for attempt in range(attempts):
+def _retrying(
+    call: Callable[[], list[KafkaPartition]], within_s: float = RETRY_WITHIN_S
+) -> list[KafkaPartition]:
+    """A client call inside a rebalance callback, again while it fails, with backoff, for up to
+    `within_s`: after a broker dies its partitions have no leader until the controller moves
+    them (KRaft fences a broker after its session timeout, 9 s by default), and a restarted
+    broker's metadata takes a moment to settle."""
+    deadline = time.monotonic() + within_s
+    attempt = 0
+    while True:
         try:
             return call()
         except KafkaException as exc:
-            if attempt == attempts - 1:
+            if time.monotonic() >= deadline:
                 raise
             log.warning("rebalance callback: %s; retrying", exc)
-            time.sleep(min(5.0, 0.25 * 2**attempt))
-    raise AssertionError("unreachable")
+            time.sleep(min(2.0, 0.25 * 2**attempt))
+            attempt += 1
 
 
 def offsets_of(positions: Mapping[TP, int]) -> list[KafkaPartition]:
