@@ -14,9 +14,7 @@ from datetime import datetime
 from itertools import pairwise
 
 from processors.ids import stable_id
-from processors.points import Account
-from processors.referral_flags import flag_referral
-from processors.referrals import Step, referral_key
+from processors.referrals import referral_key
 from schemas.models import ReferralCommand
 
 
@@ -46,8 +44,3 @@ def ring_review_commands(
         )
         for a, b in ring_edges(cycle, referrer_id, referee_id)
     )
-
-
-def review_ring_edge(account: Account, cmd: ReferralCommand) -> Step:
-    """This referral is an edge of a referral cycle found later, through another edge."""
-    return flag_referral(account, cmd, "review", "referral_ring")

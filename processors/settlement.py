@@ -35,7 +35,6 @@ from processors.points import (
     reverse,
 )
 from processors.referral_flags import flag_referral
-from processors.referral_rings import review_ring_edge
 from processors.referrals import (
     REFERRAL_ORDER_PREFIX,
     ConversionCheck,
@@ -245,7 +244,7 @@ def _command(
     if cmd.command == "credit_referrer":
         return credit_referrer(account, cmd, referrals)
     if cmd.command == "ring_review":
-        return review_ring_edge(account, cmd)
+        return flag_referral(account, cmd, "review", "referral_ring")
     if cmd.command == "rescore":
         return flag_referral(account, cmd, cmd.decision or "review", "fraud_late_evidence")
     return cancel_referrer(account, cmd)
