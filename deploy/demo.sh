@@ -51,6 +51,10 @@ export REWARDS_PII_HASH_KEY="${REWARDS_PII_HASH_KEY:-$(cat "$STATE/pii-hash-key"
 [[ -s "$STATE/gift-card-api-key" ]] || (umask 077 && echo "sk_demo_$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$STATE/gift-card-api-key")
 export REWARDS_GIFT_CARD_API_KEY="${REWARDS_GIFT_CARD_API_KEY:-$(cat "$STATE/gift-card-api-key")}"
 export REWARDS_GIFT_CARD_PROVIDER_URL="${REWARDS_GIFT_CARD_PROVIDER_URL:-http://127.0.0.1:$SANDBOX_PORT}"
+# Loyalty tiers, and a points lifetime of one day (demo only: a back-dated purchase below expires).
+DEMO_TIERS='[{"name":"silver","threshold":15000,"multiplier_percent":125},{"name":"gold","threshold":50000,"multiplier_percent":150}]'
+DEMO_EXPIRY='{"lifetime":"P1D","warning":"PT1H"}'
+export REWARDS_TIERS="${REWARDS_TIERS:-$DEMO_TIERS}" REWARDS_POINTS_EXPIRY="${REWARDS_POINTS_EXPIRY:-$DEMO_EXPIRY}"
 rewards topics >/dev/null
 
 mkdir -p "$STATE"
@@ -92,6 +96,21 @@ for _ in $(seq 1 120); do
   ((consumed - before >= EVENTS)) && break
   sleep 1
 done
+say "points expiry: a purchase whose 14-day hold ended a day ago less 5 s (cust-expiry-demo)"
+EXPIRING="$STATE/expiring-purchase.jsonl"
+python3 - >"$EXPIRING" <<'PY'
+import json, uuid
+from datetime import UTC, datetime, timedelta
+at = datetime.now(UTC) - timedelta(days=15, seconds=-5)
+print(json.dumps({"event_id": str(uuid.uuid4()), "occurred_at": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                  "customer_id": "cust-expiry-demo", "type": "purchase",
+                  "order_id": f"ord-{uuid.uuid4()}", "amount_cents": 4200, "currency": "EUR"}))
+PY
+rewards publish --topic purchases "$EXPIRING" >/dev/null
+sleep 8
+curl -fs "http://127.0.0.1:$PORT/points/cust-expiry-demo" && echo
+curl -fs "http://127.0.0.1:$PORT/metrics" |
+  grep -E '^rewards_tier_customers|^rewards_points_ledger_entries_total\{kind="expiry"' || true
 rewards status
 echo
 say "dead-letter topic, by reason:"

@@ -50,6 +50,8 @@ class AdvocacyPolicy:
     repurchase_window: timedelta = timedelta(days=30)
     max_invites: int = 1000
     """Invitations kept per customer; beyond it the oldest are forgotten (and not counted)."""
+    event_clock: bool = False
+    """Windows end at the newest event time seen, not the wall clock (backfills, replays)."""
 
     @property
     def retention(self) -> timedelta:
@@ -188,7 +190,12 @@ def _first_purchase(account: Account, after: datetime, policy: AdvocacyPolicy) -
 
 
 def prune_advocacy(account: Account, now: datetime, policy: AdvocacyPolicy) -> Account:
-    """Forget answers and invitations older than the longest window."""
+    """Forget answers and invitations older than the longest window; with the event clock,
+    older than it before the account's own newest answer or invitation (if before `now`), so
+    that backfilled history (older than the stream time) is kept for event-time windows."""
+    if policy.event_clock:
+        times = [s.at for s in account.surveys] + [i.at for i in account.invites]
+        now = min(now, max(times, default=now))  # a future-dated answer prunes nothing early
     cutoff = now - policy.retention
     surveys = tuple(s for s in account.surveys if s.at >= cutoff)
     invites = tuple(i for i in account.invites if i.at >= cutoff)

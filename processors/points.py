@@ -25,7 +25,7 @@ from processors.ids import stable_id
 from processors.referral_state import Grant, Referee
 from schemas.outputs import AnomalyKind
 
-EntryKind = Literal["earn", "release", "reversal", "redemption", "referral"]
+EntryKind = Literal["earn", "release", "reversal", "redemption", "referral", "adjustment", "expiry"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +105,32 @@ class Account(Struct, frozen=True, gc=False, array_like=True):
     oldest_at: datetime | None = None
     """No order was purchased, and no orphan refund seen, before this (kept like
     `release_due_at`, so that a retention check costs nothing until it can find something)."""
+    adjustments: tuple[str, ...] = ()
+    """The latest manual adjustment ids applied, oldest first (at most `ADJUSTMENT_MEMORY`)."""
+    tier: str | None = None
+    """The loyalty tier held (processors/tiers.py); None: no tier."""
+    tier_days: tuple[tuple[int, int], ...] = ()
+    """(UTC day number, qualifying amount) of the days within the tier period plus grace."""
+    tier_checked: int = 0
+    """The UTC day number up to which tier downgrades were checked."""
+    lots: tuple[tuple[datetime, int], ...] | None = None
+    """Available points by when they became available, oldest first (processors/expiry.py);
+    None: not tracked (no expiry policy). Kept by `entry_for`."""
+    active_at: datetime | None = None
+    """The last activity (purchase, refund, redemption, adjustment), with an inactivity expiry."""
+    warned_until: datetime | None = None
+    """Lots expiring up to this time have had their expiry warning."""
+    inactivity_warned: datetime | None = None
+    """The inactivity expiry time last warned about."""
+    inactivity_expired: datetime | None = None
+    """The inactivity expiry time that already expired the points."""
+    expiry_due_at: datetime | None = None
+    """When time next warns or expires points (the sweep visits the account then)."""
+    tier_due_at: datetime | None = None
+    """When time alone next downgrades the tier (the sweep visits the account then)."""
 
 
-class LedgerEntry(Struct, frozen=True, gc=False):
+class LedgerEntry(Struct, frozen=True, gc=False, omit_defaults=True):
     """One balance change, with the balances it leaves (append-only; id deterministic)."""
 
     entry_id: str
@@ -121,6 +144,10 @@ class LedgerEntry(Struct, frozen=True, gc=False):
     source_event_id: str
     order_id: str
     occurred_at: datetime
+    operator: str | None = None
+    """Who made a manual adjustment (`adjustment` entries only)."""
+    reason: str | None = None
+    """Why, in the operator's words (`adjustment` entries only)."""
 
 
 class Anomaly(Struct, frozen=True, gc=False):
@@ -147,14 +174,17 @@ class Outcome(Struct, frozen=True, gc=False):
     rejection: str | None = None
 
 
-def points_for(amount_cents: int, currency: str, at: datetime, policy: PointsPolicy) -> int | None:
-    """Points an amount earns at `at`, rounded down; None if the currency has no rate."""
+def points_for(
+    amount_cents: int, currency: str, at: datetime, policy: PointsPolicy, tier_percent: int = 100
+) -> int | None:
+    """Points an amount earns at `at` (campaigns and the tier's percent compose), rounded down;
+    None if the currency has no rate."""
     rate = policy.rates.get(currency)
     if rate is None:
         return None
     active = [m.percent for m in policy.multipliers if m.starts_at <= at < m.ends_at]
-    numerator: int = amount_cents * rate.points * math.prod(active)
-    denominator: int = rate.per_minor_units * 100 ** len(active)
+    numerator: int = amount_cents * rate.points * math.prod(active) * tier_percent
+    denominator: int = rate.per_minor_units * 100 ** (len(active) + 1)
     return numerator // denominator
 
 
@@ -168,6 +198,9 @@ def entry_for(  # noqa: PLR0917 - one balance change, all of it needed
         available=account.available + da,
         sequence=account.sequence + 1,
     )
+    if da and account.lots is not None:  # expiry on: keep the lots (a new one may be due first)
+        due = account.expiry_due_at if da < 0 else at
+        after = replace(after, lots=with_lots(account.lots, at, da), expiry_due_at=due)
     entry = LedgerEntry(
         entry_id=stable_id("le", kind, account.customer_id, order, event_id),
         customer_id=account.customer_id,
@@ -182,6 +215,27 @@ def entry_for(  # noqa: PLR0917 - one balance change, all of it needed
         occurred_at=at,
     )
     return after, entry
+
+
+def with_lots(
+    lots: tuple[tuple[datetime, int], ...], at: datetime, delta: int
+) -> tuple[tuple[datetime, int], ...]:
+    """Lots after an available change: a credit is a lot at `at`, a debit takes oldest first."""
+    if delta > 0:
+        index = len(lots)
+        while index and lots[index - 1][0] > at:
+            index -= 1
+        if index and lots[index - 1][0] == at:
+            return (*lots[: index - 1], (at, lots[index - 1][1] + delta), *lots[index:])
+        return (*lots[:index], (at, delta), *lots[index:])
+    owed, kept = -delta, list(lots)
+    while owed and kept:
+        taken = min(owed, kept[0][1])
+        owed -= taken
+        kept[0] = (kept[0][0], kept[0][1] - taken)
+        if not kept[0][1]:
+            kept.pop(0)
+    return tuple(kept)
 
 
 def with_order(account: Account, order: Order) -> Account:
@@ -219,6 +273,7 @@ def earn(
     points_redeemed: int,
     at: datetime,
     policy: PointsPolicy,
+    tier_percent: int = 100,
 ) -> Outcome:
     """A purchase: earn pending points for the order and debit the points redeemed at checkout.
 
@@ -230,7 +285,7 @@ def earn(
         event_id == known.event_id or event_id in known.conflicting_event_ids
     ):
         return Outcome(account)
-    points = points_for(amount_cents, currency, at, policy)
+    points = points_for(amount_cents, currency, at, policy, tier_percent)
     if points is None:
         return Outcome(account, rejection=f"no points rate for currency {currency}")
     if known is not None:

@@ -10,6 +10,7 @@ KEY_FIELDS: dict[str, str] = {
     "fraud-decisions": "referee_id",
     "referral-commands": "customer_id",
     "gift-card-orders": "customer_id",
+    "account-commands": "customer_id",
 }
 """Topic (base name) -> the event field that must equal the Kafka key, so that per-customer
 state stays on one partition."""

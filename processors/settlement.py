@@ -7,13 +7,13 @@ orders past retention. It returns everything the world needs to hear about, and 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeAlias
 
-from msgspec import Struct
-
+from processors import expiry
+from processors.adjustments import Erased, adjust, forget
 from processors.advocacy import (
     AdvocacyPolicy,
     follow_up_after,
@@ -21,12 +21,10 @@ from processors.advocacy import (
     record_invite,
     record_survey,
 )
-from processors.compensation import BudgetRequest, Care, CompensationPolicy, assess
-from processors.ids import stable_id
+from processors.compensation import Care, CompensationPolicy, assess
+from processors.expiry import ExpiryPolicy, activity, start_lots
 from processors.points import (
     Account,
-    Anomaly,
-    LedgerEntry,
     Outcome,
     PointsPolicy,
     earn,
@@ -36,8 +34,6 @@ from processors.points import (
 )
 from processors.referral_flags import flag_referral
 from processors.referrals import (
-    REFERRAL_ORDER_PREFIX,
-    ConversionCheck,
     ReferralPolicy,
     Step,
     attribute,
@@ -46,65 +42,48 @@ from processors.referrals import (
     decide,
 )
 from processors.referrer_rewards import cancel_referrer, credit_referrer, prune_grants
+from processors.settlement_results import (
+    PointsCredit,
+    Rejection,
+    Settlement,
+    Steps,
+    collect,
+    credits_for,
+)
+from processors.tiers import TierPolicy, advance, entry_amount, percent_of, qualify
 from schemas.models import (
+    AccountCommand,
     Complaint,
     FraudDecision,
-    GiftCardOrder,
     Purchase,
     Referral,
     ReferralCommand,
     SurveyResponse,
 )
-from schemas.outputs import CompensationDecision, ReferralReward
 
-
-class Rejection(Struct, frozen=True, gc=False):
-    """An event the business rules refuse (not malformed input): dead-lettered with `reason`."""
-
-    event_id: str
-    reason: str
-    detail: str
-
-
-class PointsCredit(Struct, frozen=True, gc=False):
-    """Points that became available to spend: announced on `rewards-issued` (kind `points`)."""
-
-    reason: str
-    """`purchase_points_released`, `referral_referrer_released` or `referral_referee_released`."""
-    reward_id: str
-    customer_id: str
-    points: int
-    order_id: str
-    source_event_id: str
-    issued_at: datetime
-
-
-class Settlement(Struct, frozen=True, gc=False):
-    """The account after a batch, and everything the batch caused that the world must hear about."""
-
-    account: Account
-    entries: tuple[LedgerEntry, ...] = ()
-    credits: tuple[PointsCredit, ...] = ()
-    anomalies: tuple[Anomaly, ...] = ()
-    rejections: tuple[Rejection, ...] = ()
-    commands: tuple[ReferralCommand, ...] = ()
-    """Referral steps for other customers' partitions (the referrer's reward)."""
-    referral_rewards: tuple[ReferralReward, ...] = ()
-    fraud_rejected: tuple[str, ...] = ()
-    checks: tuple[ConversionCheck, ...] = ()
-    """Conversions waiting for a fraud verdict: settle again with `verdicts` for them."""
-    decisions: tuple[CompensationDecision, ...] = ()
-    orders: tuple[GiftCardOrder, ...] = ()
-    """Gift cards granted, for the fulfilment agent to order from the provider."""
-    budget_requests: tuple[BudgetRequest, ...] = ()
-    """Compensations waiting for a budget reservation: settle again with `grants` for them."""
+__all__ = [
+    "Event",
+    "PointsCredit",
+    "Policies",
+    "Rejection",
+    "Settlement",
+    "credits_for",
+    "settle",
+]
 
 
 Event: TypeAlias = (
-    Purchase | ReferralCommand | FraudDecision | Complaint | SurveyResponse | Referral
+    Purchase
+    | ReferralCommand
+    | FraudDecision
+    | Complaint
+    | SurveyResponse
+    | Referral
+    | AccountCommand
 )
 """What settles against an account: purchases and refunds, referral steps, operator decisions,
-complaints, survey answers and the invitations a customer sent (`invited` referrals)."""
+complaints, survey answers, the invitations a customer sent (`invited` referrals) and
+operators' account commands (adjustments, erasure)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +94,8 @@ class Policies:
     referrals: ReferralPolicy = field(default_factory=ReferralPolicy)
     compensation: CompensationPolicy = field(default_factory=CompensationPolicy)
     advocacy: AdvocacyPolicy = field(default_factory=AdvocacyPolicy)
+    tiers: TierPolicy = field(default_factory=TierPolicy)
+    expiry: ExpiryPolicy = field(default_factory=ExpiryPolicy)
 
 
 def settle(
@@ -143,31 +124,38 @@ def settle(
     in `budget_requests`.
     """
     policies = policy if isinstance(policy, Policies) else Policies(policy)
-    steps: list[Outcome | Step | Care] = []
+    steps: Steps = []
     rejections: list[Rejection] = []
     current = account
     for event, at in zip(events, times if times is not None else [now] * len(events), strict=True):
         current = _tick(current, at, policies, steps)
+        start = len(steps)
         for step in _steps(current, event, policies, at, verdicts or {}, grants or {}):
             steps.append(step)
             current = step.account
             if type(step) is Outcome and step.rejection is not None:
                 rejections.append(Rejection(event.event_id, "no_points_rate", step.rejection))
+        if len(steps) > start and (policies.tiers.tiers or policies.expiry.inactivity):
+            current = _loyalty(current, event, at, policies, steps, start)
         if current.complaints and type(event) in _FOLLOWED:
             current = follow_up_after(current, event, policies.advocacy)  # type: ignore[arg-type]
     current = _tick(current, now, policies, steps)
-    return _settlement(current, steps, rejections)
+    return collect(current, steps, rejections)
 
 
-def _tick(
-    account: Account, at: datetime, policies: Policies, steps: list[Outcome | Step | Care]
-) -> Account:
+def _tick(account: Account, at: datetime, policies: Policies, steps: Steps) -> Account:
     """What time alone does to an account: release the holds ended by `at` (appended to
     `steps`), forget what is past retention (orders, cap grants, answers and invitations)."""
-    released = release_due(account, at)
-    if released.entries:
-        steps.append(released)
-    kept = released.account
+    if policies.expiry.on:
+        kept = expiry.advance(start_lots(account, at), at, policies.expiry, steps)
+    else:
+        released = release_due(account, at)
+        if released.entries:
+            steps.append(released)
+        kept = released.account
+    if kept.tier_days and policies.tiers.tiers:
+        kept, changes = advance(kept, at, policies.tiers)
+        steps += changes
     if kept.oldest_at is not None:
         kept = prune(kept, at, policies.points)
     if kept.grants:
@@ -177,43 +165,35 @@ def _tick(
     return kept
 
 
+def _active(event: Event) -> bool:
+    """Activity for the inactivity expiry: a purchase, refund, redemption or adjustment."""
+    if isinstance(event, AccountCommand):
+        return event.command != "forget"
+    return isinstance(event, Purchase)
+
+
 _FOLLOWED = frozenset({Complaint, SurveyResponse, Purchase})
 """The events that can change a complaint's follow-up (its record, the next answer, a purchase
 again); after any other event, or time passing, it cannot have changed."""
 
 
-def _settlement(
-    final: Account, steps: Sequence[Outcome | Step | Care], rejections: Sequence[Rejection]
-) -> Settlement:
-    """Everything the steps caused that the world must hear about (one pass over them)."""
-    if not steps:
-        return Settlement(final, rejections=tuple(rejections))
-    entries: list[LedgerEntry] = []
-    anomalies: list[Anomaly] = []
-    referral: list[Step] = []
-    care: list[Care] = []
-    for step in steps:
-        if type(step) is Care:
-            care.append(step)
-            continue
-        entries += step.entries  # type: ignore[union-attr]
-        anomalies += step.anomalies  # type: ignore[union-attr]
-        if type(step) is Step:
-            referral.append(step)
-    return Settlement(
-        account=final,
-        entries=tuple(entries),
-        credits=tuple(credits_for(entries)),
-        anomalies=tuple(anomalies),
-        rejections=tuple(rejections),
-        commands=tuple(c for step in referral for c in step.commands),
-        referral_rewards=tuple(r for step in referral for r in step.rewards),
-        fraud_rejected=tuple(c for step in referral for c in step.rejected),
-        checks=tuple(step.check for step in referral if step.check is not None),
-        decisions=tuple(step.decision for step in care if step.decision is not None),
-        orders=tuple(step.order for step in care if step.order is not None),
-        budget_requests=tuple(step.request for step in care if step.request is not None),
-    )
+def _loyalty(  # noqa: PLR0917 - the settle loop's state, all of it needed
+    account: Account, event: Event, at: datetime, policies: Policies, steps: Steps, start: int
+) -> Account:
+    """What the event's steps (`steps[start:]`) qualify towards a tier (and any change that
+    makes), and the activity it is for the inactivity expiry."""
+    tiers = policies.tiers
+    if tiers.tiers:
+        amount = 0
+        for step in steps[start:]:
+            if type(step) is Outcome or type(step) is Step:
+                amount += sum(entry_amount(e, event, tiers) for e in step.entries)
+        account, change = qualify(account, amount, at, tiers)
+        if change is not None:
+            steps.append(change)
+    if policies.expiry.inactivity is not None and _active(event):
+        account = activity(account, at, policies.expiry)
+    return account
 
 
 def _steps(  # noqa: PLR0917 - the settle loop's state, all of it needed
@@ -223,8 +203,12 @@ def _steps(  # noqa: PLR0917 - the settle loop's state, all of it needed
     now: datetime,
     verdicts: Mapping[str, str],
     grants: Mapping[str, str],
-) -> list[Outcome | Step | Care]:
+) -> list[Outcome | Step | Care | Erased]:
     """What one event does to the account (a survey or an invitation is only remembered)."""
+    if isinstance(event, AccountCommand):
+        if event.command == "forget":
+            return [forget(account, event, now)]
+        return [adjust(account, event)]
     if isinstance(event, Complaint):
         grant = grants.get(event.event_id)
         return [assess(account, event, policies.compensation, now, grant)]
@@ -280,29 +264,8 @@ def _apply(
         points_redeemed=event.points_redeemed or 0,
         at=event.occurred_at,
         policy=policies.points,
+        tier_percent=percent_of(account, policies.tiers) if account.tier is not None else 100,
     )
     if outcome.rejection is not None or account.referral is None:
         return outcome, None
     return outcome, convert(outcome.account, event, verdicts.get(event.event_id), referrals)
-
-
-def credits_for(entries: Iterable[LedgerEntry]) -> Iterable[PointsCredit]:
-    """One points credit per release: the order's points became available (one reward per order)."""
-    for entry in entries:
-        if entry.kind == "release" and entry.available_delta > 0:
-            yield PointsCredit(
-                reason=_release_reason(entry.order_id),
-                reward_id=stable_id("rw", "points", entry.customer_id, entry.order_id),
-                customer_id=entry.customer_id,
-                points=entry.available_delta,
-                order_id=entry.order_id,
-                source_event_id=entry.source_event_id,
-                issued_at=entry.occurred_at,
-            )
-
-
-def _release_reason(order_id: str) -> str:
-    """Why released points were earned: a purchase, or one side of a referral."""
-    if order_id.startswith(REFERRAL_ORDER_PREFIX):
-        return f"referral_{order_id.rsplit(':', 1)[-1]}_released"
-    return "purchase_points_released"

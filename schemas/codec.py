@@ -32,10 +32,16 @@ REASONS: Final = (
 INPUT_TOPICS: Final = ("purchases", "complaints", "referrals", "survey-responses")
 """Input topics by base name (without any deployment prefix)."""
 
-CONTROL_TOPICS: Final = ("fraud-decisions", "referral-commands", "gift-card-orders")
+CONTROL_TOPICS: Final = (
+    "fraud-decisions",
+    "referral-commands",
+    "gift-card-orders",
+    "account-commands",
+)
 """Topics workers consume that are not upstream business inputs: operators' review decisions,
-referral steps one worker sends to the partition that owns another customer, and granted gift
-cards waiting for the provider (both internal)."""
+referral steps one worker sends to the partition that owns another customer, granted gift
+cards waiting for the provider (both internal), and operators' account commands (manual
+adjustments and erasures, keyed by customer id like purchases)."""
 
 FULFILMENT_TOPICS: Final = ("gift-card-orders",)
 """Control topics consumed by their own agent, so that a slow provider never holds the ingest
@@ -49,6 +55,9 @@ OUTPUT_TOPICS: Final = (
     "points-anomalies",
     "referral-rewards",
     "compensation-decisions",
+    "tier-changes",
+    "points-expiry-warnings",
+    "erasures",
 )
 """Output topics by base name."""
 

@@ -40,6 +40,7 @@ OperatorDecision: TypeAlias = Literal["approve", "reject"]
 ReferralCommandKind: TypeAlias = Literal[
     "signup", "credit_referrer", "cancel_referrer", "ring_review", "rescore"
 ]
+AccountCommandKind: TypeAlias = Literal["adjust", "forget"]
 
 
 class ShippingAddress(Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
@@ -202,6 +203,26 @@ class GiftCardOrder(Struct, frozen=True, gc=False, kw_only=True, omit_defaults=T
     complained_at: Timestamp
 
 
+class AccountCommand(Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
+    """`account-commands`, keyed by customer_id: an operator's manual adjustment or erasure."""
+
+    event_id: Id
+    occurred_at: Timestamp
+    command: AccountCommandKind
+    customer_id: Id
+    operator: Id
+    reason: Annotated[str, Meta(min_length=1, max_length=500)] | None = None
+    points: Annotated[int, Meta(ge=-MAX_SAFE_INT, le=MAX_SAFE_INT)] | None = None
+    adjustment_id: Id | None = None
+
+    def __post_init__(self) -> None:
+        """An adjustment carries its points, reason and id."""
+        if self.command == "adjust":
+            for name in ("points", "reason", "adjustment_id"):
+                if getattr(self, name) is None:
+                    raise ValueError(f"`{name}` is required when `command` is 'adjust' - at `$`")
+
+
 InputEvent: TypeAlias = (
     Purchase
     | Complaint
@@ -210,6 +231,7 @@ InputEvent: TypeAlias = (
     | FraudDecision
     | ReferralCommand
     | GiftCardOrder
+    | AccountCommand
 )
 """Any decoded input or control event."""
 
@@ -221,5 +243,6 @@ INPUT_MODELS: dict[str, type[InputEvent]] = {
     "fraud-decisions": FraudDecision,
     "referral-commands": ReferralCommand,
     "gift-card-orders": GiftCardOrder,
+    "account-commands": AccountCommand,
 }
 """Input and control topic (base name) -> its model."""

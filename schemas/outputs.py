@@ -106,11 +106,14 @@ class DeadLetter(Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True
     original_size: Annotated[int, Meta(ge=0)] | None = None
     original_sha256: Annotated[str, Meta(pattern="^[0-9a-f]{64}$")] | None = None
     original_truncated: bool | None = None
+    replay_of: Annotated[str, Meta(max_length=300)] | None = None
 
 
 SafeInt: TypeAlias = Annotated[int, Meta(ge=-(2**53 - 1), le=2**53 - 1)]
 Count: TypeAlias = Annotated[int, Meta(ge=0, le=2**53 - 1)]
-LedgerKind: TypeAlias = Literal["earn", "release", "reversal", "redemption", "referral"]
+LedgerKind: TypeAlias = Literal[
+    "earn", "release", "reversal", "redemption", "referral", "adjustment", "expiry"
+]
 AnomalyKind: TypeAlias = Literal[
     "redemption_shortfall",
     "reversal_shortfall",
@@ -118,6 +121,7 @@ AnomalyKind: TypeAlias = Literal[
     "refund_exceeds_order",
     "refund_currency_mismatch",
     "order_id_reused",
+    "adjustment_shortfall",
 ]
 
 
@@ -135,6 +139,8 @@ class PointsLedgerEntry(Struct, frozen=True, gc=False, kw_only=True, omit_defaul
     source_event_id: Id
     order_id: Id
     occurred_at: Timestamp
+    operator: Id | None = None
+    reason: Annotated[str, Meta(max_length=500)] | None = None
 
 
 class PointsAnomaly(Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
@@ -199,6 +205,42 @@ class CompensationDecision(Struct, frozen=True, gc=False, kw_only=True, omit_def
     reward_id: Id | None = None
 
 
+class Erasure(Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
+    """`erasures`, keyed by erasure_id: a customer's account was erased (no personal data)."""
+
+    erasure_id: Id
+    customer_hash: Annotated[str, Meta(pattern="^[0-9a-f]{64}$")]
+    operator: Id
+    source_event_id: Id
+    requested_at: Timestamp
+    erased_at: Timestamp
+
+
+class TierChange(Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
+    """`tier-changes`, keyed by customer_id: a customer moved up or down the loyalty tiers."""
+
+    change_id: Id
+    customer_id: Id
+    direction: Literal["upgrade", "downgrade"]
+    basis: Literal["spend", "points"]
+    qualifying: Annotated[int, Meta(ge=0, le=2**53 - 1)]
+    multiplier_percent: Annotated[int, Meta(ge=0, le=10_000)]
+    changed_at: Timestamp
+    tier: ShortText | None = None
+    previous_tier: ShortText | None = None
+
+
+class ExpiryWarning(Struct, frozen=True, gc=False, kw_only=True, omit_defaults=True):
+    """`points-expiry-warnings`, keyed by customer_id: available points will expire soon."""
+
+    warning_id: Id
+    customer_id: Id
+    reason: Literal["lifetime", "inactivity"]
+    points: PositivePoints
+    expires_at: Timestamp
+    warned_at: Timestamp
+
+
 OutputEvent: TypeAlias = (
     RewardIssued
     | FraudAlert
@@ -207,6 +249,9 @@ OutputEvent: TypeAlias = (
     | PointsAnomaly
     | ReferralReward
     | CompensationDecision
+    | Erasure
+    | TierChange
+    | ExpiryWarning
 )
 """Any output event."""
 
@@ -218,5 +263,8 @@ OUTPUT_MODELS: dict[str, type[OutputEvent]] = {
     "points-anomalies": PointsAnomaly,
     "referral-rewards": ReferralReward,
     "compensation-decisions": CompensationDecision,
+    "erasures": Erasure,
+    "tier-changes": TierChange,
+    "points-expiry-warnings": ExpiryWarning,
 }
 """Output topic -> its model."""

@@ -18,8 +18,10 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
+from processors.adjustments import ErasureRequest
 from processors.settlement import Event, Policies, settle
 from schemas.models import FraudDecision, GiftCardOrder, Purchase, Referral
+from schemas.outputs import Erasure
 from streams.accounts import OwnedAccounts, Settled
 from streams.adapters.outbox import Outbox
 from streams.compensation import CompensationDesk
@@ -142,6 +144,25 @@ class AccountSettler:
         rejected = [c for s in settled for c in s.settlement.fraud_rejected]
         if rejected:
             self._writes.append(asyncio.ensure_future(self._referrals.mark_rejected(rejected)))
+        self._erase([e for s in settled for e in s.settlement.erasures])
+
+    def _erase(self, erasures: Sequence[ErasureRequest]) -> None:
+        """Announce the batch's erasures (no personal data) and erase the customers from the
+        identity index meanwhile (awaited before the transaction commits, like the mirror)."""
+        if not erasures:
+            return
+        for e in erasures:
+            record = Erasure(
+                erasure_id=e.erasure_id,
+                customer_hash=self._referrals.customer_hash(e.customer_id),
+                operator=e.operator,
+                source_event_id=e.source_event_id,
+                requested_at=e.requested_at,
+                erased_at=e.erased_at,
+            )
+            self._outbox.emit("erasures", e.erasure_id, record)
+        customers = sorted({e.customer_id for e in erasures})
+        self._writes.append(asyncio.ensure_future(self._referrals.forget(customers)))
 
     async def flush(self) -> None:
         """Before the transaction commits: wait until Redis has the batch's writes (the mirror
@@ -166,7 +187,7 @@ class AccountSettler:
 
 
 def _customer_of(event: Event) -> str:
-    """Whose account an event settles against."""
+    """Whose account an event settles against (account commands: their `customer_id`)."""
     if isinstance(event, FraudDecision):
         return event.referee_id
     if isinstance(event, Referral):

@@ -4,7 +4,9 @@ An account is read from the store (RocksDB, recovered from the changelog), settl
 and staged into the open transaction as a changelog record; its Redis mirror is written
 meanwhile. Only when the transaction commits is the account written to RocksDB, and are the
 hold-end schedule and the advocacy windows moved from the account's old state to its new one.
-An aborted transaction leaves all of them as they were.
+An aborted transaction leaves all of them as they were. An account erased by a forget command
+is staged as a changelog tombstone (it is empty), its mirror hash deleted, and the indexes move
+from its old state to the empty one, which forgets it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from streams.adapters.metrics import PointsMetrics
 from streams.adapters.points_mirror import BalanceMirror
 from streams.advocacy import AdvocacyWindows
 from streams.ingest import StreamClocks
+from streams.loyalty import TierCounts
 from streams.release_schedule import ReleaseSchedule
 
 log = logging.getLogger(__name__)
@@ -58,8 +61,10 @@ class OwnedAccounts:
         clocks: StreamClocks,
         mirror: BalanceMirror,
         metrics: PointsMetrics,
+        tiers: TierCounts | None = None,
     ) -> None:
         self.store = store
+        self.tiers = tiers
         self.schedule = schedule
         self.advocacy = advocacy
         self.clocks = clocks
@@ -76,7 +81,10 @@ class OwnedAccounts:
         stored = [s for s in settled if s.changed]
         clocks = {p: at for p in {s.partition for s in stored} if (at := self.clocks.now(p))}
         self.store.stage(emit, [(s.partition, s.settlement.account) for s in stored], clocks)
-        return asyncio.ensure_future(self._mirror.write([s.settlement.account for s in stored]))
+        erased = {e.customer_id for s in stored for e in s.settlement.erasures}
+        return asyncio.ensure_future(
+            self._mirror.write([s.settlement.account for s in stored], erased)
+        )
 
     def committed(self, settled: Iterable[Settled]) -> None:
         """The transaction committed: the accounts are durable; move the indexes along."""
@@ -85,6 +93,8 @@ class OwnedAccounts:
             if done.changed:
                 self.schedule.track(done.partition, done.before, done.settlement.account)
                 self.advocacy.track(done.partition, done.before, done.settlement.account)
+                if self.tiers is not None:
+                    self.tiers.track(done.partition, done.before, done.settlement.account)
         self.metrics.held_customers.set(len(self.schedule))
 
     def discard(self) -> None:
@@ -95,6 +105,8 @@ class OwnedAccounts:
         """Revoked: stop releasing and counting there (the next owner does)."""
         self.schedule.forget(revoked)
         self.advocacy.forget(revoked)
+        if self.tiers is not None:
+            self.tiers.forget(revoked)
         for partition in revoked:
             self.clocks.forget(partition)
         log.info("partitions %s left this worker", sorted(revoked))
@@ -105,6 +117,8 @@ class OwnedAccounts:
         for partition in owned:
             self.clocks.seed(partition, self.store.stream_time(partition))
         scanned = self.advocacy.rebuilding(owned, self.store.scan(sorted(owned)))
+        if self.tiers is not None:
+            scanned = self.tiers.rebuilding(owned, scanned)
         await self.schedule.rebuild(owned, scanned)
         self.metrics.held_customers.set(len(self.schedule))
         self.metrics.recoveries.inc()

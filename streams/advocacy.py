@@ -9,13 +9,17 @@ are rebuilt from the recovered accounts, and a revoked partition's facts leave w
 sum over workers neither double counts a replay nor loses what a rebalance moved. Counters with
 `increase()` would count a crash-redelivered event twice (once per process) and extrapolate at
 the window's edges.
+
+With the event clock (`AdvocacyPolicy.event_clock`, for backfills) the windows end at the newest
+fact time of the owned partitions instead of the wall clock; `rewards_advocacy_window_end_seconds`
+says where, so that sums over workers can be checked to add windows with one end.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -93,6 +97,17 @@ class AdvocacyWindows:
                     out[(key, window)] += len(times) - times.bisect_left(end - span.total_seconds())
         return out
 
+    def window_end(self, wall: datetime) -> datetime:
+        """Where the windows end: the wall clock, or with the event clock the newest fact time
+        of the owned partitions (never after the wall clock; the wall clock when there is none)."""
+        if not self.policy.event_clock:
+            return wall
+        newest = max((t[-1] for lists in self._facts.values() for t in lists.values() if t),
+                     default=None)  # fmt: skip
+        if newest is None:
+            return wall
+        return min(wall, datetime.fromtimestamp(newest, wall.tzinfo or UTC))
+
     def liability(self) -> tuple[int, int]:
         """Pending and available points held by the owned accounts."""
         return (
@@ -110,8 +125,15 @@ class AdvocacyCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         """One family per metric; values for this worker's partitions only (sum over workers)."""
-        counts = self._windows.counts(self._clock())
+        end = self._windows.window_end(self._clock())
+        counts = self._windows.counts(end)
         policy = self._windows.policy
+        yield GaugeMetricFamily(
+            "rewards_advocacy_window_end_seconds",
+            "Where this worker's rolling windows end, unix time: the wall clock, or the newest "
+            "event time seen with REWARDS_ADVOCACY_CLOCK=event.",
+            value=end.timestamp(),
+        )
         channels = sorted({*policy.channels, "other", "unknown"})
         windows = [w for w, _ in policy.windows]
         yield from self._nps(counts, channels, windows)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -13,6 +14,7 @@ from redis.asyncio import Redis
 from processors.advocacy import AdvocacyPolicy
 from processors.points import Account, EarnRate, Multiplier, PointsPolicy, next_release
 from processors.settlement import Policies
+from processors.tiers import TierPolicy, progress
 from schemas.codec import FULFILMENT_TOPICS
 from schemas.models import Referral
 from streams.account_settler import AccountSettler, Clock
@@ -31,6 +33,7 @@ from streams.agents import Agents, Handler
 from streams.compensation import CompensationDesk
 from streams.compensation_app import compensation_desk, compensation_policy
 from streams.ingest import Admitted, Rejected, StreamClocks
+from streams.loyalty import TierCounts, expiry_policy, tier_policy
 from streams.pipeline import Pipeline, PoisonRecords
 from streams.referral_intake import ReferralIntake
 from streams.referrals_app import fraud_policy, identity_index, referral_policy
@@ -62,6 +65,7 @@ def advocacy_policy(settings: Settings) -> AdvocacyPolicy:
     return AdvocacyPolicy(
         channels=frozenset(c.lower() for c in settings.advocacy_channels),
         repurchase_window=settings.advocacy_repurchase_window,
+        event_clock=settings.advocacy_clock == "event",
     )
 
 
@@ -155,6 +159,8 @@ def _accounts(wiring: Wiring, store: AccountStore, clocks: StreamClocks) -> Owne
     settings = wiring.settings
     advocacy = AdvocacyWindows(advocacy_policy(settings))
     wiring.registry.register(AdvocacyCollector(advocacy, wiring.clock))
+    tiers = TierCounts(tier_policy(settings))
+    wiring.registry.register(tiers)
     mirror = BalanceMirror(
         wiring.redis,
         namespace=mirror_namespace(settings.app_id),
@@ -163,7 +169,7 @@ def _accounts(wiring: Wiring, store: AccountStore, clocks: StreamClocks) -> Owne
     )
     return OwnedAccounts(
         store=store, schedule=ReleaseSchedule(), advocacy=advocacy, clocks=clocks,
-        mirror=mirror, metrics=PointsMetrics.create(wiring.registry),
+        mirror=mirror, metrics=PointsMetrics.create(wiring.registry), tiers=tiers,
     )  # fmt: skip
 
 
@@ -183,7 +189,7 @@ def _settler(
     )
     policies = Policies(
         points_policy(settings), referral_policy(settings), compensation_policy(settings),
-        accounts.advocacy.policy,
+        accounts.advocacy.policy, tier_policy(settings), expiry_policy(settings),
     )  # fmt: skip
     desk = compensation_desk(settings, redis, outbox, wiring.care_metrics, metrics)
     points_metrics = accounts.metrics
@@ -219,6 +225,7 @@ def _agents(settler: AccountSettler, intake: ReferralIntake) -> dict[str, Handle
         "survey-responses": settle,
         "referral-commands": settle,
         "fraud-decisions": settle,
+        "account-commands": settle,
         "referrals": score_referrals,
     }
 
@@ -229,10 +236,12 @@ def caught_up(source: KafkaSource, partitions: int) -> frozenset[int]:
     return frozenset(p for p in range(partitions) if p not in behind)
 
 
-def balance_body(account: Account) -> dict[str, Any]:
-    """The JSON answer for one customer's balance."""
+def balance_body(
+    account: Account, tiers: TierPolicy | None = None, now: datetime | None = None
+) -> dict[str, Any]:
+    """The JSON answer for one customer's balance (with its tier and progress, if configured)."""
     release = next_release(account)
-    return {
+    body: dict[str, Any] = {
         "customer_id": account.customer_id,
         "pending": account.pending,
         "available": account.available,
@@ -245,6 +254,9 @@ def balance_body(account: Account) -> dict[str, Any]:
             if o.pending > 0
         ],
     }
+    if tiers is not None and tiers.tiers:
+        body["tier"] = progress(account, now or datetime.now(UTC), tiers)
+    return body
 
 
 def referral_body(account: Account) -> dict[str, Any] | None:

@@ -43,6 +43,14 @@ class ReferralIntake:
         self._recording: list[tuple[asyncio.Future[list[LateMatch]], dict[str, Purchase]]] = []
         """Identity writes of the open transaction under way, with their purchases by id."""
 
+    async def forget(self, customers: Sequence[str]) -> None:
+        """Erase customers from the identity index (forget commands)."""
+        await self._index.forget(customers)
+
+    def customer_hash(self, customer_id: str) -> str:
+        """The customer's keyed hash, for records that carry no personal data."""
+        return self._index.customer_hash(customer_id)
+
     async def score_signups(self, admitted: Sequence[Admitted]) -> Sequence[Rejected]:
         """Score each sign-up, publish its fraud alert, forward it to the referee's partition."""
         events = [item.event for item in admitted if isinstance(item.event, Referral)]

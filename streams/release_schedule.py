@@ -1,9 +1,11 @@
 """When each locally owned customer next has held points to release: a heap, rebuilt on recovery.
 
-Invariant: every account with pending points has an entry at its `next_release` time. An entry is
-pushed whenever a saved account's next release changes; entries left behind by such a change are
-harmless (popping one just re-checks that customer). The heap lives in memory only: after a restart
-or a rebalance it is rebuilt from the recovered table, so hold ends survive worker restarts.
+Invariant: every account with pending points has an entry at its `next_release` time, and every
+account with points to warn about or expire (REWARDS_POINTS_EXPIRY) one at its `expiry_due_at`.
+An entry is pushed whenever a saved account's due time changes; entries left behind by such a
+change are harmless (popping one just re-checks that customer). The heap lives in memory only:
+after a restart or a rebalance it is rebuilt from the recovered table, so hold ends survive
+worker restarts.
 """
 
 from __future__ import annotations
@@ -16,6 +18,15 @@ from datetime import datetime
 from processors.points import Account
 
 Due = tuple[float, int, str]  # (release time as epoch seconds, partition, customer id)
+
+
+def due_at(account: Account) -> datetime | None:
+    """When time next changes the account: a hold ends, points are warned about or expire, or
+    the tier is downgraded."""
+    if account.expiry_due_at is None and account.tier_due_at is None:
+        return account.release_due_at
+    times = [t for t in (account.release_due_at, account.expiry_due_at, account.tier_due_at) if t]
+    return min(times) if times else None
 
 
 class ReleaseSchedule:
@@ -40,7 +51,7 @@ class ReleaseSchedule:
         self._partitions |= fresh
         heap = [due for due in self._heap if due[1] not in fresh]
         for n, (partition, account) in enumerate(accounts, 1):
-            at = account.release_due_at
+            at = due_at(account)
             if at is not None:
                 heap.append((at.timestamp(), partition, account.customer_id))
             if n % chunk == 0:
@@ -55,8 +66,8 @@ class ReleaseSchedule:
     def track(self, partition: int, before: Account | None, after: Account) -> None:
         """Schedule `after`'s next hold end if saving it changed that time (the account keeps
         it: `release_due_at`, never later than the true one, so nothing is released late)."""
-        at = after.release_due_at
-        if at is not None and (before is None or before.release_due_at != at):
+        at = due_at(after)
+        if at is not None and (before is None or due_at(before) != at):
             heapq.heappush(self._heap, (at.timestamp(), partition, after.customer_id))
 
     def pop_due(

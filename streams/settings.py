@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -41,6 +42,40 @@ class CampaignMultiplier(BaseModel):
     percent: int = Field(ge=0)
     starts_at: AwareDatetime
     ends_at: AwareDatetime
+
+
+class LoyaltyTier(BaseModel):
+    """A tier reached at `threshold` of `basis` in the rolling `period` (earn multiplier too)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    threshold: int = Field(ge=0)
+    basis: Literal["spend", "points"] = "spend"
+    period: timedelta = timedelta(days=365)
+    multiplier_percent: int = Field(default=100, ge=0, le=10_000)
+    grace: timedelta = timedelta(0)
+
+
+class PointsExpiry(BaseModel):
+    """When available points expire: `lifetime` after they became available (oldest spent
+    first), and/or all of them after `inactivity`; warned `warning` ahead."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    lifetime: timedelta | None = None
+    inactivity: timedelta | None = None
+    warning: timedelta | None = None
+
+    @model_validator(mode="after")
+    def _sensible(self) -> PointsExpiry:
+        """At least one reason to expire; every duration above zero and within ten years."""
+        if self.lifetime is None and self.inactivity is None:
+            raise ValueError("set lifetime and/or inactivity")
+        for value in (self.lifetime, self.inactivity, self.warning):
+            if value is not None and not timedelta(0) < value <= timedelta(days=3653):
+                raise ValueError("durations must be above zero and at most 10 years")
+        return self
 
 
 class ReferralCap(BaseModel):
@@ -228,6 +263,22 @@ class Settings(BaseSettings):
         '"ends_at"}`): purchases in `[starts_at, ends_at)` earn `percent`/100 times (several '
         "multiply)",
     )
+    tiers: tuple[LoyaltyTier, ...] = Field(
+        default=(),
+        description='loyalty tiers (JSON list, thresholds ascending: `{"name","threshold",'
+        '"basis","period","multiplier_percent","grace"}`); `basis` `spend` (minor units) or '
+        "`points` earned in the rolling `period` (whole days, default `P365D`); purchases earn "
+        "`multiplier_percent`/100 times; a downgrade waits `grace`; one basis, period and grace "
+        "for all tiers",
+    )
+    points_expiry: PointsExpiry | None = Field(
+        default=None,
+        description='points expiry (JSON object `{"lifetime","inactivity","warning"}`, ISO 8601 '
+        "durations): available points expire `lifetime` after they became available (oldest "
+        "spent first) and/or all of them after `inactivity` without a purchase, refund, "
+        "redemption or adjustment; a warning goes to `points-expiry-warnings` `warning` ahead; "
+        "unset: points never expire",
+    )
     points_hold: timedelta = Field(
         default=timedelta(days=14),
         description="how long earned points stay pending (the return window); ISO 8601 "
@@ -337,6 +388,11 @@ class Settings(BaseSettings):
         default=AdvocacyPolicy().repurchase_window,
         description="recovery: a purchase within this after a complaint counts as buying again",
     )
+    advocacy_clock: Literal["wall", "event"] = Field(
+        default="wall",
+        description="where the advocacy windows end: `wall` (now) or `event` (the newest event "
+        "time the worker has seen: for backfills and replays of history)",
+    )
     gift_card_provider_url: str = Field(
         default="http://127.0.0.1:18080",
         pattern="^https?://",
@@ -384,6 +440,27 @@ class Settings(BaseSettings):
         for cap in self.referral_caps:
             if not timedelta(0) < cap.period <= MAX_DURATION:
                 raise ValueError("REWARDS_REFERRAL_CAPS: a period must be between 0 and 10 years")
+        return self
+
+    @model_validator(mode="after")
+    def _tiers_form_a_ladder(self) -> Settings:
+        """Tiers: unique names, ascending thresholds, one basis, period and grace in whole days."""
+        tiers = self.tiers
+        if not tiers:
+            return self
+        problem = None
+        if len({t.name for t in tiers}) < len(tiers):
+            problem = "tier names must be unique"
+        elif any(a.threshold >= b.threshold for a, b in itertools.pairwise(tiers)):
+            problem = "thresholds must be strictly ascending"
+        elif len({(t.basis, t.period, t.grace) for t in tiers}) > 1:
+            problem = "every tier must have the same basis, period and grace"
+        elif not timedelta(days=1) <= tiers[0].period <= MAX_DURATION or tiers[0].period.seconds:
+            problem = "the period must be whole days, from 1 day to 10 years"
+        elif not timedelta(0) <= tiers[0].grace <= MAX_DURATION or tiers[0].grace.seconds:
+            problem = "the grace must be whole days, up to 10 years"
+        if problem:
+            raise ValueError(f"REWARDS_TIERS: {problem}")
         return self
 
     @model_validator(mode="after")

@@ -47,6 +47,10 @@ class SettlementOutputs:
             self._outbox.emit("referral-rewards", reward.customer_id, reward)
         for anomaly in settlement.anomalies:
             self._outbox.emit("points-anomalies", customer_id, anomaly_record(customer_id, anomaly))
+        for change in settlement.tier_changes:
+            self._outbox.emit("tier-changes", customer_id, change)
+        for warning in settlement.expiry_warnings:
+            self._outbox.emit("points-expiry-warnings", customer_id, warning)
         self._care.publish(settlement)
 
     def count(self, settlements: Iterable[Settlement]) -> None:

@@ -83,7 +83,9 @@ def register_pages(app: faust.App, hot: HotPath, loops: Sequence[Loop], here: st
                 return view.json(
                     {"customer_id": customer_id, "error": "unknown customer"}, status=404
                 )
-            return view.json(balance_body(account))
+            tiers = hot.accounts.tiers
+            now = hot.accounts.clocks.now(partition)
+            return view.json(balance_body(account, tiers.policy if tiers else None, now))
         owner = None if request.headers.get(FORWARDED) else await owners.owner(partition)
         if owner is None or owner == here:
             return _unavailable(view, customer_id, partition)

@@ -221,7 +221,12 @@ def test_codec_constants() -> None:
         "processing_error",
     )
     assert INPUT_TOPICS == ("purchases", "complaints", "referrals", "survey-responses")
-    assert CONTROL_TOPICS == ("fraud-decisions", "referral-commands", "gift-card-orders")
+    assert CONTROL_TOPICS == (
+        "fraud-decisions",
+        "referral-commands",
+        "gift-card-orders",
+        "account-commands",
+    )
     assert set(INPUT_MODELS) == set(DECODED_TOPICS)
     assert set(OUTPUT_MODELS) == set(OUTPUT_TOPICS)
     err = DecodeError("key_mismatch", "record has no key")
@@ -239,12 +244,14 @@ BASES = {
     "fraud-decisions": "fraud-decisions.approve",
     "referral-commands": "referral-commands.credit-referrer",
     "gift-card-orders": "gift-card-orders.critical",
+    "account-commands": "account-commands.adjust-credit",
 }
 """A rich valid example per input topic; every invalid variant is derived from it."""
 
 CONDITIONALLY_REQUIRED = {
     "referrals": ["referee_id", "context"],
     "referral-commands": ["points", "release_at", "order_id"],
+    "account-commands": ["points", "reason", "adjustment_id"],
 }
 WRONG_VALUES: dict[str, dict[str, Any]] = {
     "string": {"int": 12345, "bool": True, "object": {"a": 1}},
@@ -429,6 +436,8 @@ def valid_variants() -> Iterator[Any]:
         neutral = {**neutral, "referral_id": "ref-1"} if topic == "referrals" else neutral
         if topic == "referral-commands":  # a command whose only conditional field is order_id
             neutral = example("referral-commands.cancel-referrer")
+        if topic == "account-commands":  # a command without conditional fields
+            neutral = example("account-commands.forget")
         for name in schema["properties"]:
             if name not in schema["required"] and (topic, name) != (
                 "referral-commands",

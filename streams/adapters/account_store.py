@@ -10,7 +10,9 @@ assignment `recover` reads the changelog from the offset the local store reached
 changelog on a fresh disk) up to its last committed record, then the partition is processed.
 
 Values: one version byte, then the msgpack array of the account (`processors.points.Account`;
-fields are only ever appended, with defaults, so older records decode).
+fields are only ever appended, with defaults, so older records decode). An empty account (no
+more than `Account(customer_id)`, e.g. after a forget command) is staged as a tombstone: a
+null value that compaction removes, and a delete in RocksDB; it loads as the same empty account.
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ class AccountStore:
         self._dbs: dict[int, Any] = {}  # Rdict, or MemoryDB for throwaway runs
         self._cache: dict[int, dict[str, Account]] = {}
         self._clock: dict[int, datetime] = {}
-        self._staged: dict[int, dict[str, tuple[Account, bytes]]] = {}
+        self._staged: dict[int, dict[str, tuple[Account, bytes | None]]] = {}
         self._staged_clock: dict[int, datetime] = {}
         self._changelog_next: dict[int, int] = {}
 
@@ -218,9 +220,9 @@ class AccountStore:
         clocks: dict[int, datetime],
     ) -> None:
         """Produce changed accounts to the changelog (inside the open transaction)."""
-        last: dict[int, tuple[bytes, bytes]] = {}
+        last: dict[int, tuple[bytes, bytes | None]] = {}
         for partition, account in accounts:
-            key, value = account.customer_id.encode(), encode_account(account)
+            key, value = account.customer_id.encode(), _stored(account)
             self._staged.setdefault(partition, {})[account.customer_id] = (account, value)
             if partition in last:
                 produce(self.changelog_topic, *last[partition], partition)
@@ -242,6 +244,10 @@ class AccountStore:
                 self._batch(),
             )
             for customer_id, (account, value) in accounts.items():
+                if value is None:
+                    batch.delete(customer_id.encode())
+                    cache.pop(customer_id, None)
+                    continue
                 batch.put(customer_id.encode(), value)
                 self._remember(cache, customer_id, account)
             if partition in self._changelog_next:
@@ -271,6 +277,11 @@ class AccountStore:
         """Delete a partition's local files (it is rebuilt from the changelog when next opened)."""
         self.close([partition])
         shutil.rmtree(self._directory / f"p{partition}", ignore_errors=True)
+
+
+def _stored(account: Account) -> bytes | None:
+    """The changelog value of an account: None (a tombstone) for an empty one."""
+    return None if account == Account(account.customer_id) else encode_account(account)
 
 
 def _options() -> Options:

@@ -25,6 +25,9 @@ from streams.adapters.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
+REPLAY_HEADER = "rewards-replay-of"
+"""Set by `rewards dead-letters replay` on a republished record: the dead letter it came from."""
+
 DEAD_LETTER_MAX_BYTES = 4 * 1024 * 1024
 """The dead-letter topic's `max.message.bytes` (and the producer's limit)."""
 ENVELOPE_ROOM = 16 * 1024
@@ -66,8 +69,18 @@ class DeadLetterSink:
             original_size=len(value),
             original_sha256=hashlib.sha256(value).hexdigest(),
             original_truncated=True if len(kept) < len(value) else None,
+            replay_of=replay_of(message),
         )
         self._outbox.emit_raw(self._topic, key[: self._keep] if key else key, encode(letter))
         self.pending[(base_topic, reason)] += 1
         log.info("dead-lettered %s[%d]@%d: %s", message.topic(), message.partition(),
                  message.offset(), reason)  # fmt: skip
+
+
+def replay_of(message: Message) -> str | None:
+    """The dead letter a replayed record came from (its `rewards-replay-of` header), if any."""
+    for header in message.headers() or []:
+        name, value = header[0], header[1]
+        if name == REPLAY_HEADER and isinstance(value, bytes):
+            return value.decode(errors="replace")[:300]
+    return None

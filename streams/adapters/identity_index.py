@@ -12,7 +12,8 @@ workers. It stores no personal data: every email, IP, address and payment finger
 
 A batch's reads and writes go in one script call (`identity_lua.py`); writes are idempotent (same
 members, same scores), so a redelivered batch leaves the index as it was. An unreachable Redis
-holds the batch (RedisRetry).
+holds the batch (RedisRetry). A forget command erases a customer's keys and memberships
+(`identity_erasure`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from processors.fraud import FraudFacts, FraudPolicy, SharedSignal
 from processors.identity import email_domain, identity_signals, is_disposable, keyed_hash
 from processors.referrals import ConversionCheck
 from schemas.models import Context, Referral
+from streams.adapters.identity_erasure import customer_hash, erase_customers
 from streams.adapters.identity_lua import FACTS_SCRIPT, RECORD_SCRIPT
 from streams.adapters.redis_retry import RedisRetry
 
@@ -150,6 +152,17 @@ class IdentityIndex:
         keys = sorted({self._rejected_key(c) for c in customers})
         if keys:
             await self._retry.call(lambda: self._mark(keys))
+
+    async def forget(self, customers: Sequence[str]) -> None:
+        """Erase the customers from the index (`identity_erasure`; a forget command)."""
+        if customers:
+            gone = set(customers)
+            self._recorded = {k: v for k, v in self._recorded.items() if k[0] not in gone}
+            await self._retry.call(lambda: erase_customers(self._redis, self._ns, customers))
+
+    def customer_hash(self, customer_id: str) -> str:
+        """The customer's keyed hash (under the PII key): names them without their id."""
+        return customer_hash(self._key, customer_id)
 
     def _hash(self, context: Context | None) -> _Hashed:
         """The context's keyed hashes (remembered: customers come back with the same device,

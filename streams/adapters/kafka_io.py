@@ -27,6 +27,7 @@ TOPIC_CONFIGS: dict[str, dict[str, str]] = {
         "retention.ms": str(30 * 86_400_000),
     },
     **{name: BROKER_TIME for name in INPUT_TOPICS + CONTROL_TOPICS},
+    "dead-letter-replays": {"cleanup.policy": "compact"},  # `rewards dead-letters replay`
 }
 CHANGELOG_CONFIG = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
 WORKER_TOPICS = INPUT_TOPICS + CONTROL_TOPICS + OUTPUT_TOPICS

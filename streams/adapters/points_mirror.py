@@ -3,12 +3,13 @@
 Key layout (documented in the README): `<app_id>:points:<customer_id>`, a hash with `pending`,
 `available`, `sequence` (the account's ledger sequence) and `updated_at` (RFC 3339). A write only
 lands if its `sequence` is not older than the stored one, so a worker that lost a partition in a
-rebalance can never overwrite the newer balance written by the partition's next owner.
+rebalance can never overwrite the newer balance written by the partition's next owner. An
+erased account's hash is deleted first (its sequence starts again); an empty one is not written.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 
 import orjson
@@ -20,13 +21,14 @@ from streams.adapters.redis_retry import RedisRetry
 
 # One script call per batch, the balances packed in one argument (see
 # streams/adapters/dedupe.py): ARGV[1] is updated_at, ARGV[2] a JSON list of
-# [key, sequence, pending, available].
+# [key, sequence, pending, available, erased (0|1)]; a sequence of -1: nothing to write.
 MIRROR_SCRIPT = """
 local at = ARGV[1]
 local rows = cjson.decode(ARGV[2])
 for _, row in ipairs(rows) do
+  if row[5] == 1 then redis.call('DEL', row[1]) end
   local current = tonumber(redis.call('HGET', row[1], 'sequence') or '-1')
-  if row[2] >= current then
+  if row[2] >= 0 and row[2] >= current then
     redis.call('HSET', row[1], 'sequence', row[2], 'pending', row[3], 'available', row[4],
                'updated_at', at)
   end
@@ -50,13 +52,23 @@ class BalanceMirror:
         self._retry = RedisRetry("points_mirror", retry_max_s, metrics)
         self._script = redis.register_script(MIRROR_SCRIPT)
 
-    async def write(self, accounts: Sequence[Account]) -> None:
-        """Mirror `accounts`; waits (retrying) until Redis has them."""
+    async def write(self, accounts: Sequence[Account], erased: Collection[str] = ()) -> None:
+        """Mirror `accounts` (the `erased` customers' hashes deleted first, and not written
+        again if their account is empty); waits (retrying) until Redis has them."""
         if not accounts:
             return
         ns = self._namespace
         rows = orjson.dumps(
-            [(f"{ns}:{a.customer_id}", a.sequence, a.pending, a.available) for a in accounts]
-        )
+            [
+                (f"{ns}:{a.customer_id}", _sequence(a), a.pending, a.available,
+                 int(a.customer_id in erased))
+                for a in accounts
+            ]
+        )  # fmt: skip
         at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         await self._retry.call(lambda: self._script(keys=[], args=[at, rows]))
+
+
+def _sequence(account: Account) -> int:
+    """The account's sequence, or -1 for an empty account (nothing to mirror)."""
+    return -1 if account == Account(account.customer_id) else account.sequence

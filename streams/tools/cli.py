@@ -12,6 +12,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from streams.settings import CONTROL_TOPICS, INPUT_TOPICS, OUTPUT_TOPICS, Settings, settings_error
+from streams.tools.cli_accounts import add_account_commands
+from streams.tools.cli_dead_letters import add_dead_letter_commands
+from streams.tools.cli_ops import add_ops_commands
 
 
 def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
@@ -93,17 +96,6 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     ensure_topics(settings)
     kinds = publish_demo(settings, args.events, args.rate, args.seed)
     print("published by kind: " + ", ".join(f"{k}={n}" for k, n in sorted(kinds.items())))
-    return 0
-
-
-def cmd_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
-    """Count the dead-letter topic's records by reason and source topic."""
-    from streams.tools.inspect import count_dead_letters
-
-    counts = count_dead_letters(settings, timeout_s=args.timeout)
-    for (topic, reason), n in sorted(counts.items()):
-        print(f"{n:8d}  {reason:<18} from {topic}")
-    print(f"{sum(counts.values()):8d}  total")
     return 0
 
 
@@ -218,9 +210,11 @@ def cmd_sandbox_provider(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
     """Render the headline advocacy metrics from Prometheus as one HTML page with PNG charts."""
+    from streams.tools.dead_letter_replay import parse_time
     from streams.tools.report import render_report
 
-    out = render_report(args.prometheus, Path(args.out), hours=args.hours)
+    as_of = parse_time(args.as_of).timestamp() if args.as_of else None
+    out = render_report(args.prometheus, Path(args.out), hours=args.hours, now=as_of)
     print(f"report written to {out}")
     return 0
 
@@ -271,9 +265,7 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=float, default=1000.0, help="events/s; 0 = unpaced")
     demo.add_argument("--seed", type=int, default=7)
     demo.set_defaults(run=cmd_demo)
-    dead = sub.add_parser("dead-letters", help=cmd_dead_letters.__doc__)
-    dead.add_argument("--timeout", type=float, default=10.0)
-    dead.set_defaults(run=cmd_dead_letters)
+    add_dead_letter_commands(sub)
     sub.add_parser("status", help=cmd_status.__doc__).set_defaults(run=cmd_status)
     decide = sub.add_parser("decide", help=cmd_decide.__doc__)
     decide.add_argument("decision", choices=("approve", "reject"))
@@ -282,6 +274,8 @@ def parser() -> argparse.ArgumentParser:
     decide.add_argument("--reason", help="why (recorded, up to 500 characters)")
     decide.add_argument("--alert", help="the fraud-alerts alert_id being decided")
     decide.set_defaults(run=cmd_decide)
+    add_account_commands(sub)
+    add_ops_commands(sub)
     add_tools(sub)
     return p
 
@@ -296,6 +290,7 @@ def add_tools(sub: Any) -> None:
     report.add_argument("--prometheus", default="http://127.0.0.1:9090", help="its base URL")
     report.add_argument("--out", default="rewards-report.html")
     report.add_argument("--hours", type=float, default=24.0, help="trend and totals period")
+    report.add_argument("--as-of", help="ISO time: the metrics as they were then (default now)")
     report.set_defaults(run=cmd_report)
     bench = sub.add_parser("bench", help=cmd_bench.__doc__)
     bench.add_argument("--events", type=int, default=200_000)

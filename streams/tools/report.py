@@ -57,6 +57,8 @@ QUERIES: dict[str, tuple[str, tuple[str, ...]]] = {
         ("arm",),
     ),
     "outstanding": ("rewards:points_outstanding:sum", ("state",)),
+    "window_end_min": ("min(rewards_advocacy_window_end_seconds)", ()),
+    "window_end_max": ("max(rewards_advocacy_window_end_seconds)", ()),
     "gift_cards": ("sum by (tier) (increase(rewards_gift_cards_issued_total[{range}]))", ("tier",)),
 }
 
@@ -64,6 +66,10 @@ STYLE = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}
 table{border-collapse:collapse;margin:0 0 1.5em}th,td{border:1px solid #ccc;padding:.3em .7em}
 td{text-align:right}th{background:#f3f3f3;text-align:left}img{max-width:100%;margin:.5em 0}
 .meta{color:#555}"""
+
+
+WINDOW_END_SLACK_S = 300.0
+"""Window ends closer than this are one end (wall-clock windows differ by the scrape times)."""
 
 
 class ReportError(Exception):
@@ -257,12 +263,23 @@ def _charts(d: dict[str, Values], series: Series, hours: float) -> list[tuple[st
     ]
 
 
-def _page(url: str, start: float, end: float, sections: list[str]) -> str:
+def _window_ends(d: dict[str, Values]) -> str:
+    """Where the workers' rolling windows end (event-time windows may end in the past)."""
+    low, high = d["window_end_min"].get(()), d["window_end_max"].get(())
+    if low is None or high is None:
+        return ""
+    if high - low < WINDOW_END_SLACK_S:
+        return f" Rolling windows end at {_rfc3339(high)}."
+    return (f" Rolling windows end between {_rfc3339(low)} and {_rfc3339(high)}: the workers' "
+            "event clocks disagree, so sums over workers mix windows.")  # fmt: skip
+
+
+def _page(url: str, start: float, end: float, sections: list[str], ends: str = "") -> str:
     """The whole HTML document."""
     title = "Rewards advocacy report"
     meta = (
         f"Generated {_rfc3339(time.time())} from Prometheus at {url}; "
-        f"time range {_rfc3339(start)} to {_rfc3339(end)}."
+        f"time range {_rfc3339(start)} to {_rfc3339(end)}.{ends}"
     )
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -295,5 +312,6 @@ def render_report(
         "<h2>Rewards</h2>" + _rewards(data, hours),
         "<h2>Charts</h2>" + charts,
     ]
-    out.write_text(_page(prometheus_url, start, end, sections), encoding="utf-8")
+    page = _page(prometheus_url, start, end, sections, _window_ends(data))
+    out.write_text(page, encoding="utf-8")
     return out
