@@ -137,6 +137,9 @@ def advance(account: Account, at: datetime, policy: TierPolicy) -> tuple[Account
     if today <= account.tier_checked or not policy.tiers:
         return account, []
     shift = policy.period_days + policy.grace_days
+    if account.tier_due_at is None or day_of(account.tier_due_at) > today:  # nothing due yet
+        kept = tuple((d, a) for d, a in account.tier_days if d + shift > today)
+        return replace(account, tier_days=kept, tier_checked=today), []
     due = sorted({d + shift for d, _ in account.tier_days if account.tier_checked < d + shift})
     changes: list[TierChange] = []
     for day in (d for d in due if d <= today):

@@ -12,7 +12,8 @@ the window's edges.
 
 With the event clock (`AdvocacyPolicy.event_clock`, for backfills) the windows end at the newest
 fact time of the owned partitions instead of the wall clock; `rewards_advocacy_window_end_seconds`
-says where, so that sums over workers can be checked to add windows with one end.
+says where. The workers agree on one end through Redis (`SharedWindowEnd`), so that the sums
+over workers add windows with one end.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ class AdvocacyWindows:
         self.policy = policy
         self._facts: dict[int, defaultdict[Key, SortedList]] = {}
         self._liability: dict[int, list[int]] = {}
+        self.shared_end: float | None = None
+        """With the event clock: the newest fact time of all workers (`SharedWindowEnd`), so
+        that every worker's windows end at the same time."""
 
     def rebuilding(
         self, partitions: Iterable[int], accounts: Iterable[tuple[int, Account]]
@@ -102,11 +106,16 @@ class AdvocacyWindows:
         of the owned partitions (never after the wall clock; the wall clock when there is none)."""
         if not self.policy.event_clock:
             return wall
-        newest = max((t[-1] for lists in self._facts.values() for t in lists.values() if t),
+        newest = max((t for t in (self.newest_fact(), self.shared_end) if t is not None),
                      default=None)  # fmt: skip
         if newest is None:
             return wall
         return min(wall, datetime.fromtimestamp(newest, wall.tzinfo or UTC))
+
+    def newest_fact(self) -> float | None:
+        """The newest fact time (unix seconds) of the owned partitions, if any."""
+        return max((t[-1] for lists in self._facts.values() for t in lists.values() if t),
+                   default=None)  # fmt: skip
 
     def liability(self) -> tuple[int, int]:
         """Pending and available points held by the owned accounts."""

@@ -19,11 +19,14 @@ from faust.app.base import BootStrategy
 from mode import Service
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from schemas.codec import REASONS
 from streams.account_settler import Clock, wall_clock
 from streams.adapters.compensation_metrics import CompensationMetrics
 from streams.adapters.metrics import PipelineMetrics, serve_metrics
+from streams.adapters.window_end import SharedWindowEnd
+from streams.advocacy import AdvocacyWindows
 from streams.compensation_app import build_fulfilment, register_budget_timer
 from streams.hot_path import HotPath, Wiring, build_hot_path
 from streams.runtime import Loop
@@ -31,6 +34,8 @@ from streams.settings import CONTROL_TOPICS, INPUT_TOPICS, Settings
 from streams.web import register_pages
 
 log = logging.getLogger(__name__)
+WINDOW_END_INTERVAL_S = 5.0
+"""How often workers agree on the event-time advocacy windows' end."""
 
 
 class Rewards:
@@ -85,6 +90,8 @@ def create_app(
     register_pages(app, hot, rewards.loops, f"{settings.web_host}:{settings.web_port}")
     register_budget_timer(app, settings, hot.care, clock)
     register_lag_timer(app, settings, rewards.loops, metrics)
+    if settings.advocacy_clock == "event":
+        register_window_end_timer(app, settings, hot.accounts.advocacy, redis)
     app.service(loops_service(rewards))
     return app
 
@@ -126,6 +133,21 @@ def register_lag_timer(
                 metrics.lag.remove(*labels)
         exported.clear()
         exported.update(current)
+
+
+def register_window_end_timer(
+    app: faust.App, settings: Settings, windows: AdvocacyWindows, redis: Redis
+) -> None:
+    """With the event clock: agree on one window end with the other workers every few seconds."""
+    shared = SharedWindowEnd(redis, settings.app_id)
+
+    @app.timer(WINDOW_END_INTERVAL_S, name="agree-advocacy-window-end")  # type: ignore[untyped-decorator]
+    async def agree_window_end() -> None:
+        """Offer this worker's newest fact time; end the windows at the newest of all."""
+        try:
+            windows.shared_end = await shared.agree(windows.newest_fact())
+        except (RedisError, OSError) as exc:  # the next round tries again; metrics stay served
+            log.warning("advocacy window end not agreed (%s)", exc)
 
 
 def _exit_now(exc: BaseException) -> None:

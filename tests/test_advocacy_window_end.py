@@ -1,0 +1,76 @@
+"""Event-time windows: every worker's windows end at one agreed time (real Redis), so the sums
+over workers add windows with the same end."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from redis.asyncio import Redis
+
+from processors.advocacy import AdvocacyPolicy
+from processors.advocacy_state import SurveyFact
+from processors.points import Account
+from streams.adapters.window_end import SharedWindowEnd
+from streams.advocacy import AdvocacyWindows
+
+WALL = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+EVENT = AdvocacyPolicy(event_clock=True)
+
+
+def answered(customer: str, *days_ago: float) -> Account:
+    """An account with promoter answers `days_ago` before the wall clock."""
+    surveys = tuple(
+        SurveyFact(f"{customer}-{n}", WALL - timedelta(days=d), 10, "email")
+        for n, d in enumerate(days_ago)
+    )
+    return Account(customer, surveys=surveys)
+
+
+def promoters(windows: AdvocacyWindows, window: str) -> int:
+    end = windows.window_end(WALL)
+    return windows.counts(end).get((("nps", "email", "promoter"), window), 0)
+
+
+async def agree(url: str, app_id: str, workers: list[AdvocacyWindows]) -> None:
+    redis = Redis.from_url(url)
+    try:
+        for windows in workers:  # each worker's timer, in turn, twice (as rounds go by)
+            windows.shared_end = await SharedWindowEnd(redis, app_id).agree(windows.newest_fact())
+        for windows in workers:
+            windows.shared_end = await SharedWindowEnd(redis, app_id).agree(windows.newest_fact())
+    finally:
+        await redis.aclose()
+
+
+@pytest.mark.integration
+def test_workers_agree_on_one_window_end_and_their_sums_are_exact(services):
+    behind, ahead, alone = (AdvocacyWindows(EVENT) for _ in range(3))
+    behind.track(0, Account("a"), answered("a", 95, 100, 124))  # a backfill still 95 days back
+    ahead.track(1, Account("b"), answered("b", 90, 91))  # another worker at 90 days back
+    for customer, days in (("a", (95, 100, 124)), ("b", (90, 91))):
+        alone.track(0, Account(customer), answered(customer, *days))
+    before = promoters(behind, "30d") + promoters(ahead, "30d")
+    assert before == 5  # each worker's own end: 124 counts in `behind`'s window, not in one
+    asyncio.run(agree(services.redis_url, f"test-{uuid.uuid4().hex[:8]}", [behind, ahead]))
+    assert behind.window_end(WALL) == ahead.window_end(WALL) == WALL - timedelta(days=90)
+    for window in ("1d", "7d", "30d"):
+        summed = promoters(behind, window) + promoters(ahead, window)
+        assert summed == promoters(alone, window), window  # as if one worker held everything
+    assert promoters(behind, "30d") + promoters(ahead, "30d") == 4  # 124 days back is outside
+
+
+@pytest.mark.integration
+def test_the_agreed_end_only_moves_forward(services):
+    app_id = f"test-{uuid.uuid4().hex[:8]}"
+    newer, older = AdvocacyWindows(EVENT), AdvocacyWindows(EVENT)
+    newer.track(0, Account("a"), answered("a", 10))
+    older.track(1, Account("b"), answered("b", 40))
+    asyncio.run(agree(services.redis_url, app_id, [newer]))
+    asyncio.run(agree(services.redis_url, app_id, [older]))
+    assert older.window_end(WALL) == WALL - timedelta(days=10)
+    empty = AdvocacyWindows(EVENT)
+    asyncio.run(agree(services.redis_url, app_id, [empty]))
+    assert empty.window_end(WALL) == WALL - timedelta(days=10)
