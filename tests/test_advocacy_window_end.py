@@ -5,28 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from redis.asyncio import Redis
 
 from processors.advocacy import AdvocacyPolicy
-from processors.advocacy_state import SurveyFact
 from processors.points import Account
 from streams.adapters.window_end import SharedWindowEnd
 from streams.advocacy import AdvocacyWindows
+from tests.test_advocacy_event_clock import WALL, answered
 
-WALL = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 EVENT = AdvocacyPolicy(event_clock=True)
-
-
-def answered(customer: str, *days_ago: float) -> Account:
-    """An account with promoter answers `days_ago` before the wall clock."""
-    surveys = tuple(
-        SurveyFact(f"{customer}-{n}", WALL - timedelta(days=d), 10, "email")
-        for n, d in enumerate(days_ago)
-    )
-    return Account(customer, surveys=surveys)
 
 
 def promoters(windows: AdvocacyWindows, window: str) -> int:
