@@ -238,6 +238,20 @@ def with_lots(
     return tuple(kept)
 
 
+def is_blank(account: Account) -> bool:
+    """Nothing but time's bookkeeping (no balance, history or facts): an erased or unused
+    account, stored as a tombstone."""
+    bare = replace(
+        account,
+        lots=account.lots or None,
+        expiry_due_at=None,
+        tier_checked=0,
+        tier_due_at=None,
+        release_due_at=None,
+    )
+    return bare == Account(account.customer_id)
+
+
 def with_order(account: Account, order: Order) -> Account:
     """The account with `order` added or replaced (and its next release and oldest time kept)."""
     due, oldest = account.release_due_at, account.oldest_at

@@ -18,7 +18,7 @@ from datetime import datetime
 
 from msgspec import Struct
 
-from processors.points import Account
+from processors.points import Account, is_blank
 from processors.settlement import Event, Settlement
 from streams.adapters.account_store import AccountStore
 from streams.adapters.metrics import PointsMetrics
@@ -81,10 +81,10 @@ class OwnedAccounts:
         stored = [s for s in settled if s.changed]
         clocks = {p: at for p in {s.partition for s in stored} if (at := self.clocks.now(p))}
         self.store.stage(emit, [(s.partition, s.settlement.account) for s in stored], clocks)
-        erased = {e.customer_id for s in stored for e in s.settlement.erasures}
-        return asyncio.ensure_future(
-            self._mirror.write([s.settlement.account for s in stored], erased)
-        )
+        after = [s.settlement.account for s in stored]
+        erased = {a.customer_id for a in after if is_blank(a)}  # and any forgotten this batch
+        erased |= {e.customer_id for s in stored for e in s.settlement.erasures}
+        return asyncio.ensure_future(self._mirror.write(after, erased))
 
     def committed(self, settled: Iterable[Settled]) -> None:
         """The transaction committed: the accounts are durable; move the indexes along."""

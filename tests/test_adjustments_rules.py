@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 
 from processors.adjustments import ADJUSTMENT_MEMORY, adjust, forget
+from processors.expiry import ExpiryPolicy
 from processors.ids import stable_id
-from processors.points import Account, EarnRate, PointsPolicy
+from processors.points import Account, EarnRate, PointsPolicy, is_blank
 from processors.settlement import Policies, settle
 from processors.tiers import Tier, TierPolicy
 from schemas.models import AccountCommand, Purchase
@@ -150,3 +151,17 @@ def test_forget_also_drops_the_tier_and_leaves_nothing_for_the_tier_clock() -> N
     assert start.tier == "gold"
     done = settle(start, [forgetting()], T0 + 400 * DAY, policies, times=[T0 + DAY])
     assert done.account == Account("c-1")  # staged as a tombstone
+
+
+def test_forget_with_tiers_and_expiry_on_leaves_a_blank_account_stored_as_a_tombstone() -> None:
+    expiry = ExpiryPolicy(lifetime=365 * DAY, inactivity=365 * DAY, warning=30 * DAY)
+    policies = Policies(POLICY, tiers=TierPolicy((Tier("gold", 1, 150),)), expiry=expiry)
+    start = settle(Account("c-1"), [buy("o-1", 1000), adjustment(40)], T0, policies).account
+    assert start.lots and start.tier == "gold"
+    done = settle(start, [forgetting()], T0 + 2 * DAY, policies, times=[T0 + DAY])
+    assert done.account != Account("c-1")  # the expiry clock started again at the tick
+    assert is_blank(done.account)  # but nothing of the customer is left: a tombstone
+    assert not is_blank(start)
+    assert not is_blank(
+        settle(done.account, [adjustment(5, "adj-2")], T0 + 3 * DAY, policies).account
+    )

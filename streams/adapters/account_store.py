@@ -10,9 +10,10 @@ assignment `recover` reads the changelog from the offset the local store reached
 changelog on a fresh disk) up to its last committed record, then the partition is processed.
 
 Values: one version byte, then the msgpack array of the account (`processors.points.Account`;
-fields are only ever appended, with defaults, so older records decode). An empty account (no
-more than `Account(customer_id)`, e.g. after a forget command) is staged as a tombstone: a
-null value that compaction removes, and a delete in RocksDB; it loads as the same empty account.
+fields are only ever appended, with defaults, so older records decode). An empty account
+(`is_blank`: no more than `Account(customer_id)` and time's bookkeeping, e.g. after a forget
+command) is staged as a tombstone: a null value that compaction removes, and a delete in
+RocksDB; it loads as a new empty account.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from confluent_kafka import Consumer, KafkaError, Message
 from confluent_kafka import TopicPartition as KafkaPartition
 from rocksdict import Options, Rdict, WriteBatch, WriteOptions
 
-from processors.points import Account
+from processors.points import Account, is_blank
 
 log = logging.getLogger(__name__)
 
@@ -281,7 +282,7 @@ class AccountStore:
 
 def _stored(account: Account) -> bytes | None:
     """The changelog value of an account: None (a tombstone) for an empty one."""
-    return None if account == Account(account.customer_id) else encode_account(account)
+    return None if is_blank(account) else encode_account(account)
 
 
 def _options() -> Options:

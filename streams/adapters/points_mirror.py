@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import orjson
 from redis.asyncio import Redis
 
-from processors.points import Account
+from processors.points import Account, is_blank
 from streams.adapters.metrics import PipelineMetrics
 from streams.adapters.redis_retry import RedisRetry
 
@@ -71,4 +71,4 @@ class BalanceMirror:
 
 def _sequence(account: Account) -> int:
     """The account's sequence, or -1 for an empty account (nothing to mirror)."""
-    return -1 if account == Account(account.customer_id) else account.sequence
+    return -1 if is_blank(account) else account.sequence
