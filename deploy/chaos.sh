@@ -14,7 +14,7 @@ PYTHON="$REPO/.venv/bin/python"
 
 free_ports() { # a base port below the ephemeral range with $1 bindable ports from it on
   (cd "$REPO" && "$PYTHON" -c \
-    "import sys; from streams.tools.chaos_stack import free_port_range as f; print(f(int(sys.argv[1])))" "$1")
+    "import sys; from streams.chaos.stack import free_port_range as f; print(f(int(sys.argv[1])))" "$1")
 }
 
 REWARDS_STACK_DIR="$(mktemp -d "${TMPDIR:-/tmp}/rewards-chaos-stack.XXXXXX")"
@@ -27,6 +27,7 @@ bash "$HERE/stack.sh" up --brokers 3
 eval "$(bash "$HERE/stack.sh" env)"
 export KAFKA_BOOTSTRAP_SERVERS REDIS_URL
 
-status=0  # this checkout's code, for the soak and the workers it starts
-PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m streams.tools.cli chaos "$@" || status=$?
+status=0  # this checkout's code and deploy/stack.sh, for the soak and the workers it starts
+export REWARDS_CHECKOUT="$REPO"
+PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m streams.cli chaos "$@" || status=$?
 exit "$status"

@@ -216,9 +216,9 @@ def _decide(  # noqa: PLR0917 - one decision, all of it needed
         source_event_id=complaint.event_id,
         complained_at=complaint.occurred_at,
         decided_at=now,
-        outcome=outcome,  # type: ignore[arg-type]
+        outcome=outcome,  # type: ignore[arg-type]  # one of the schema's outcomes
         reason=reason,
-        arm=outcome if compensated else "none",  # type: ignore[arg-type]
+        arm=outcome if compensated else "none",  # type: ignore[arg-type]  # an arm when compensated
         severity=complaint.severity,
         category=complaint.category,
         tier=tier.name if tier else None,

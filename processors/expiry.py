@@ -11,9 +11,10 @@ Every step happens at its own deterministic time, so the result never depends on
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TypeAlias
 
 from msgspec.structs import replace
 
@@ -81,29 +82,37 @@ def _inactive_at(account: Account, policy: ExpiryPolicy) -> datetime | None:
     return None if account.inactivity_expired == deadline else deadline
 
 
-def advance(account: Account, now: datetime, policy: ExpiryPolicy, steps: list[Any]) -> Account:
-    """Everything time does by `now`, in time order (releases first on a tie); each step's
-    outcome or warning is appended to `steps`. Costs nothing until the account's next due
-    time (kept never later than the true one: a new lot or a first activity pulls it in)."""
+TimeStep: TypeAlias = Outcome | ExpiryWarning
+"""What one due step of time did: a release or an expiry (an outcome), or a warning."""
+
+
+def advance(
+    account: Account, now: datetime, policy: ExpiryPolicy
+) -> tuple[Account, Sequence[TimeStep]]:
+    """Everything time does by `now`, in time order (releases first on a tie), and each step's
+    outcome or warning. Costs nothing until the account's next due time (kept never later than
+    the true one: a new lot or a first activity pulls it in)."""
     release, expiry = account.release_due_at, account.expiry_due_at
     if (release is None or release > now) and (expiry is None or expiry > now):
-        return account
+        return account, ()
+    steps: list[TimeStep] = []
     while (due := _candidates(account, policy)) and due[0][0] <= now:
         at, kind = due[0]
-        account = _step(account, at, kind, policy, steps)
-    return replace(account, expiry_due_at=next_due(account, policy))
+        account, step = _step(account, at, kind, policy)
+        if step is not None:
+            steps.append(step)
+    return replace(account, expiry_due_at=next_due(account, policy)), steps
 
 
 def _step(
-    account: Account, at: datetime, kind: int, policy: ExpiryPolicy, steps: list[Any]
-) -> Account:
-    """Do one due step."""
+    account: Account, at: datetime, kind: int, policy: ExpiryPolicy
+) -> tuple[Account, TimeStep | None]:
+    """Do one due step (None: it had nothing to say, e.g. an empty lot dropped)."""
     if kind == 0:
         released = release_due(account, at)
-        steps.append(released)
-        return released.account
+        return released.account, released
     if kind in {1, 3}:
-        return _warn(account, at, kind, policy, steps)
+        return _warn(account, at, kind, policy)
     if kind == 2:
         lot_at, points = (account.lots or ())[0]
         order, source = LIFETIME_ORDER, f"lot:{lot_at.isoformat()}"
@@ -112,15 +121,14 @@ def _step(
         account = replace(account, inactivity_expired=at)
     points = min(points, account.available)
     if points <= 0:  # nothing left to expire: drop the empty lot
-        return replace(account, lots=(account.lots or ())[1:]) if kind == 2 else account
+        return (replace(account, lots=(account.lots or ())[1:]) if kind == 2 else account), None
     account, entry = entry_for(account, "expiry", order, source, at, 0, -points)
-    steps.append(Outcome(account, (entry,)))
-    return account
+    return account, Outcome(account, (entry,))
 
 
 def _warn(
-    account: Account, at: datetime, kind: int, policy: ExpiryPolicy, steps: list[Any]
-) -> Account:
+    account: Account, at: datetime, kind: int, policy: ExpiryPolicy
+) -> tuple[Account, ExpiryWarning | None]:
     """Warn about the next lot's expiry (kind 1) or the inactivity expiry (kind 3)."""
     assert policy.warning is not None
     expires = at + policy.warning
@@ -132,13 +140,13 @@ def _warn(
     else:
         points, reason = account.available, "inactivity"
         account = replace(account, inactivity_warned=expires)
-    if points > 0:
-        steps.append(ExpiryWarning(
-            warning_id=stable_id("ew", account.customer_id, reason, expires.isoformat()),
-            customer_id=account.customer_id, reason=reason, points=points,  # type: ignore[arg-type]
-            expires_at=expires, warned_at=at,
-        ))  # fmt: skip
-    return account
+    if points <= 0:
+        return account, None
+    return account, ExpiryWarning(
+        warning_id=stable_id("ew", account.customer_id, reason, expires.isoformat()),
+        customer_id=account.customer_id, reason=reason, points=points,  # type: ignore[arg-type]  # 'lifetime' or 'inactivity'
+        expires_at=expires, warned_at=at,
+    )  # fmt: skip
 
 
 def next_due(account: Account, policy: ExpiryPolicy) -> datetime | None:

@@ -32,7 +32,7 @@ def flag_referral(account: Account, cmd: ReferralCommand, decision: str, reason:
     referral = account.referral
     if referral is None or referral.referral_key != cmd.referral_key:
         return Step(account)
-    stricter = strictest(referral.decision, decision)  # type: ignore[arg-type]
+    stricter = strictest(referral.decision, decision)  # type: ignore[arg-type]  # Decision values kept as str
     if stricter == referral.decision or referral.status in {"cancelled", "rejected"}:
         return Step(account)
     flagged = replace(account, referral=replace(referral, decision=stricter))

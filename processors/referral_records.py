@@ -31,8 +31,8 @@ def reward_outcome(
         reward_id=stable_id("rr", referral_key, role, status),
         referral_key=referral_key,
         customer_id=customer_id,
-        role=role,  # type: ignore[arg-type]
-        status=status,  # type: ignore[arg-type]
+        role=role,  # type: ignore[arg-type]  # callers pass the schema's literals
+        status=status,  # type: ignore[arg-type]  # callers pass the schema's literals
         points=points,
         referrer_id=referrer_id,
         referee_id=referee_id,

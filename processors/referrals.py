@@ -194,7 +194,7 @@ def convert(
         return Step(account)
     if verdict is None:
         return Step(account, check=ConversionCheck(purchase, referral))
-    decision = strictest(referral.decision, verdict)  # type: ignore[arg-type]
+    decision = strictest(referral.decision, verdict)  # type: ignore[arg-type]  # Decision values kept as str
     referral = replace(
         referral,
         decision=decision,

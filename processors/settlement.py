@@ -3,99 +3,77 @@
 `settle` is what the streams layer calls once per customer per batch: release what the clock says
 is due, apply the events in order, release again (a back-dated purchase may already be due), forget
 orders past retention. It returns everything the world needs to hear about, and nothing else.
+Some events need an answer from outside first (a fraud verdict for a converting purchase, a
+budget grant for a compensation): `start` and `resume` settle in rounds, pausing at the event
+that asks, so that a batch's questions are asked together and no event is settled twice.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeAlias
 
-from processors import expiry
-from processors.adjustments import Erased, adjust, forget
-from processors.advocacy import (
-    AdvocacyPolicy,
-    follow_up_after,
-    prune_advocacy,
-    record_invite,
-    record_survey,
-)
-from processors.compensation import Care, CompensationPolicy, assess
-from processors.expiry import ExpiryPolicy, activity, start_lots
-from processors.points import (
-    Account,
-    Outcome,
-    PointsPolicy,
-    earn,
-    prune,
-    release_due,
-    reverse,
-)
-from processors.referral_flags import flag_referral
-from processors.referrals import (
-    ReferralPolicy,
-    Step,
-    attribute,
-    cancel_on_refund,
-    convert,
-    decide,
-)
-from processors.referrer_rewards import cancel_referrer, credit_referrer, prune_grants
+from msgspec import Struct
+from msgspec.structs import replace
+
+from processors.advocacy import follow_up_after
+from processors.compensation import BudgetRequest, Care
+from processors.points import Account, Outcome, PointsPolicy
+from processors.referrals import ConversionCheck, Step
 from processors.settlement_results import (
     PointsCredit,
     Rejection,
     Settlement,
-    Steps,
+    SettleStep,
     collect,
     credits_for,
 )
-from processors.tiers import TierPolicy, advance, entry_amount, percent_of, qualify
-from schemas.models import (
-    AccountCommand,
-    Complaint,
-    FraudDecision,
-    Purchase,
-    Referral,
-    ReferralCommand,
-    SurveyResponse,
-)
+from processors.settlement_rules import Event, EventStep, Policies, event_steps, loyalty, tick
+from schemas.models import Complaint, Purchase, SurveyResponse
 
 __all__ = [
+    "Batch",
     "Event",
+    "Pending",
     "PointsCredit",
     "Policies",
     "Rejection",
     "Settlement",
     "credits_for",
+    "resume",
     "settle",
+    "start",
 ]
 
 
-Event: TypeAlias = (
-    Purchase
-    | ReferralCommand
-    | FraudDecision
-    | Complaint
-    | SurveyResponse
-    | Referral
-    | AccountCommand
-)
-"""What settles against an account: purchases and refunds, referral steps, operator decisions,
-complaints, survey answers, the invitations a customer sent (`invited` referrals) and
-operators' account commands (adjustments, erasure)."""
+class Batch(Struct, frozen=True, gc=False):
+    """What one settlement settles: the events, each processed at its time, up to `now`, under
+    the policies, with the answers known so far (by purchase and complaint event id)."""
+
+    events: Sequence[Event]
+    times: Sequence[datetime]
+    now: datetime
+    policies: Policies
+    verdicts: Mapping[str, str]
+    grants: Mapping[str, str]
 
 
-@dataclass(frozen=True, slots=True)
-class Policies:
-    """Points, referral, compensation and advocacy configuration."""
+class Pending(Struct, frozen=True, gc=False):
+    """A settlement paused at the event that asked a question: answer it and `resume`.
 
-    points: PointsPolicy
-    referrals: ReferralPolicy = field(default_factory=ReferralPolicy)
-    compensation: CompensationPolicy = field(default_factory=CompensationPolicy)
-    advocacy: AdvocacyPolicy = field(default_factory=AdvocacyPolicy)
-    tiers: TierPolicy = field(default_factory=TierPolicy)
-    expiry: ExpiryPolicy = field(default_factory=ExpiryPolicy)
+    Everything before `batch.events[index]` is settled (`account`, `steps`, `rejections`) and
+    time has moved on to that event's; the event itself is applied when resumed, with its answer.
+    """
+
+    checks: tuple[ConversionCheck, ...]
+    """A conversion waiting for its fraud verdict: answer by `check.purchase.event_id`."""
+    budget_requests: tuple[BudgetRequest, ...]
+    """A compensation waiting for its budget reservation: answer by `request.event_id`."""
+    account: Account
+    index: int
+    steps: tuple[SettleStep, ...]
+    rejections: tuple[Rejection, ...]
+    batch: Batch
 
 
 def settle(
@@ -121,151 +99,148 @@ def settle(
     the same ids. `verdicts` maps a converting purchase's event id to its fraud decision; a
     conversion without one stops the referral there and is listed in `checks`. `grants` maps a
     complaint's event id to its budget reservation's answer; a compensation without one is listed
-    in `budget_requests`.
+    in `budget_requests` (and the customer's later complaints are limited as if it were granted).
+    To ask instead, and settle each event once, use `start` and `resume`.
     """
+    batch = _batch(account, events, now, policy, times, verdicts or {}, grants or {})
+    done = _play(account, 0, [], [], batch, pause=False)
+    assert isinstance(done, Settlement)  # never pauses
+    return done
+
+
+def start(
+    account: Account,
+    events: Sequence[Event],
+    now: datetime,
+    policy: PointsPolicy | Policies,
+    *,
+    times: Sequence[datetime] | None = None,
+) -> Settlement | Pending:
+    """Settle like `settle`, but pause at the first event that needs an answer from outside.
+
+    The result is the `Settlement` if no event asked, or a `Pending` holding its question (a
+    fraud verdict in `checks`, or a budget grant in `budget_requests`) and where to continue.
+    Answer it and `resume`, until a `Settlement` comes back: each event is settled once (the one
+    that asked is worked out again with its answer), and the result is the `Settlement` that
+    `settle` gives with the same answers as mappings. A caller settling many customers drives
+    them in rounds, each round asking every paused customer's questions at once:
+
+        progress = {key: start(account, events, now, policies, times=times) for ...}
+        while paused := {k: p for k, p in progress.items() if isinstance(p, Pending)}:
+            checks = [c for p in paused.values() for c in p.checks]
+            requests = [r for p in paused.values() for r in p.budget_requests]
+            verdicts = score(checks) if checks else {}  # one round trip, by purchase event id
+            grants = reserve(requests) if requests else {}  # one round trip, by complaint event id
+            for key, pending in paused.items():
+                progress[key] = resume(pending, verdicts, grants)
+
+    A customer asks one question per round, at the first event that needs one: nothing after it
+    is assumed (unlike `settle`, which goes on as if a missing grant were granted), so a
+    customer's next question, e.g. a second compensation, is asked in a later round, once the
+    first is answered. Each event asks at most once, so the loop ends.
+    """
+    batch = _batch(account, events, now, policy, times, {}, {})
+    return _play(account, 0, [], [], batch, pause=True)
+
+
+def resume(
+    pending: Pending,
+    verdicts: Mapping[str, str] | None = None,
+    grants: Mapping[str, str] | None = None,
+) -> Settlement | Pending:
+    """Continue a paused settlement at the event that asked, with the answer to its question
+    (`verdicts` by purchase event id, `grants` by complaint event id; answers to other customers'
+    questions are ignored): the `Settlement`, or a `Pending` at the next event that asks.
+
+    Raises `ValueError` if the question is not answered (it would only be asked again).
+    """
+    batch = pending.batch
+    asked_verdicts = _answers([c.purchase.event_id for c in pending.checks], verdicts)
+    asked_grants = _answers([r.event_id for r in pending.budget_requests], grants)
+    batch = replace(
+        batch,
+        verdicts={**batch.verdicts, **asked_verdicts},
+        grants={**batch.grants, **asked_grants},
+    )
+    steps, rejections = list(pending.steps), list(pending.rejections)
+    return _play(pending.account, pending.index, steps, rejections, batch, pause=True, resumed=True)
+
+
+def _answers(asked: Sequence[str], given: Mapping[str, str] | None) -> dict[str, str]:
+    """The answers to the questions `asked` (event ids), all of them."""
+    missing = [event_id for event_id in asked if given is None or event_id not in given]
+    if missing:
+        raise ValueError(f"resume needs the answer to every question asked: none for {missing}")
+    return {event_id: given[event_id] for event_id in asked} if given else {}
+
+
+def _batch(  # noqa: PLR0917 - `settle`'s arguments, all of them needed
+    account: Account,
+    events: Sequence[Event],
+    now: datetime,
+    policy: PointsPolicy | Policies,
+    times: Sequence[datetime] | None,
+    verdicts: Mapping[str, str],
+    grants: Mapping[str, str],
+) -> Batch:
+    """The batch `settle` and `start` are given (every event at `now` without `times`)."""
     policies = policy if isinstance(policy, Policies) else Policies(policy)
-    steps: Steps = []
-    rejections: list[Rejection] = []
-    current = account
-    for event, at in zip(events, times if times is not None else [now] * len(events), strict=True):
-        current = _tick(current, at, policies, steps)
-        start = len(steps)
-        for step in _steps(current, event, policies, at, verdicts or {}, grants or {}):
-            steps.append(step)
-            current = step.account
-            if type(step) is Outcome and step.rejection is not None:
-                rejections.append(Rejection(event.event_id, "no_points_rate", step.rejection))
-        if len(steps) > start and (policies.tiers.tiers or policies.expiry.inactivity):
-            current = _loyalty(current, event, at, policies, steps, start)
-        if current.complaints and type(event) in _FOLLOWED:
-            current = follow_up_after(current, event, policies.advocacy)  # type: ignore[arg-type]
-    current = _tick(current, now, policies, steps)
-    return collect(current, steps, rejections)
+    at = times if times is not None else [now] * len(events)
+    if len(at) != len(events):
+        raise ValueError(f"{len(events)} events of {account.customer_id} but {len(at)} times")
+    return Batch(events, at, now, policies, verdicts, grants)
 
 
-def _tick(account: Account, at: datetime, policies: Policies, steps: Steps) -> Account:
-    """What time alone does to an account: release the holds ended by `at` (appended to
-    `steps`), forget what is past retention (orders, cap grants, answers and invitations)."""
-    if policies.expiry.on:
-        kept = expiry.advance(start_lots(account, at), at, policies.expiry, steps)
-    else:
-        released = release_due(account, at)
-        if released.entries:
-            steps.append(released)
-        kept = released.account
-    if kept.tier_days and policies.tiers.tiers:
-        kept, changes = advance(kept, at, policies.tiers)
-        steps += changes
-    if kept.oldest_at is not None:
-        kept = prune(kept, at, policies.points)
-    if kept.grants:
-        kept = prune_grants(kept, at, policies.referrals)
-    if kept.surveys or kept.invites:
-        kept = prune_advocacy(kept, at, policies.advocacy)
-    return kept
+def _play(
+    account: Account,
+    index: int,
+    steps: list[SettleStep],
+    rejections: list[Rejection],
+    batch: Batch,
+    *,
+    pause: bool,
+    resumed: bool = False,
+) -> Settlement | Pending:
+    """Apply `batch.events[index:]`, each after time moves on to its own (`resumed`: to the
+    first one's already), then move time on to `now`; with `pause`, stop at an event that asks."""
+    events, times, policies = batch.events, batch.times, batch.policies
+    verdicts, grants = batch.verdicts, batch.grants
+    loyal = bool(policies.tiers.tiers or policies.expiry.inactivity)
+    for i in range(index, len(events)):
+        event, at = events[i], times[i]
+        if i > index or not resumed:
+            account, ticked = tick(account, at, policies)
+            if ticked:
+                steps += ticked
+        made = event_steps(account, event, policies, at, verdicts, grants)
+        last, first = made[-1], made[0]  # only the last can ask; only the first (earning) refuse
+        if pause and not isinstance(last, Outcome) and (asked := _asked(last)) is not None:
+            return Pending(*asked, account, i, tuple(steps), tuple(rejections), batch)
+        steps += made
+        account = last.account
+        if isinstance(first, Outcome) and first.rejection is not None:
+            rejections.append(Rejection(event.event_id, "no_points_rate", first.rejection))
+        if loyal:
+            account, change = loyalty(account, event, at, policies, made)
+            if change is not None:
+                steps.append(change)
+        if account.complaints and isinstance(event, _FOLLOWED):
+            account = follow_up_after(account, event, policies.advocacy)
+    account, ticked = tick(account, batch.now, policies)
+    steps += ticked
+    return collect(account, steps, rejections)
 
 
-def _active(event: Event) -> bool:
-    """Activity for the inactivity expiry: a purchase, refund, redemption or adjustment."""
-    if isinstance(event, AccountCommand):
-        return event.command != "forget"
-    return isinstance(event, Purchase)
-
-
-_FOLLOWED = frozenset({Complaint, SurveyResponse, Purchase})
+_FOLLOWED = (Purchase, Complaint, SurveyResponse)
 """The events that can change a complaint's follow-up (its record, the next answer, a purchase
 again); after any other event, or time passing, it cannot have changed."""
 
 
-def _loyalty(  # noqa: PLR0917 - the settle loop's state, all of it needed
-    account: Account, event: Event, at: datetime, policies: Policies, steps: Steps, start: int
-) -> Account:
-    """What the event's steps (`steps[start:]`) qualify towards a tier (and any change that
-    makes), and the activity it is for the inactivity expiry."""
-    tiers = policies.tiers
-    if tiers.tiers:
-        amount = 0
-        for step in steps[start:]:
-            if type(step) is Outcome or type(step) is Step:
-                amount += sum(entry_amount(e, event, tiers) for e in step.entries)
-        account, change = qualify(account, amount, at, tiers)
-        if change is not None:
-            steps.append(change)
-    if policies.expiry.inactivity is not None and _active(event):
-        account = activity(account, at, policies.expiry)
-    return account
-
-
-def _steps(  # noqa: PLR0917 - the settle loop's state, all of it needed
-    account: Account,
-    event: Event,
-    policies: Policies,
-    now: datetime,
-    verdicts: Mapping[str, str],
-    grants: Mapping[str, str],
-) -> list[Outcome | Step | Care | Erased]:
-    """What one event does to the account (a survey or an invitation is only remembered)."""
-    if isinstance(event, AccountCommand):
-        if event.command == "forget":
-            return [forget(account, event, now)]
-        return [adjust(account, event)]
-    if isinstance(event, Complaint):
-        grant = grants.get(event.event_id)
-        return [assess(account, event, policies.compensation, now, grant)]
-    if isinstance(event, SurveyResponse):
-        return [Outcome(record_survey(account, event, policies.advocacy))]
-    if isinstance(event, Referral):
-        return [Outcome(record_invite(account, event, policies.advocacy))]
-    outcome, step = _apply(account, event, policies, verdicts)
-    return [outcome] if step is None else [outcome, step]
-
-
-def _command(
-    account: Account, cmd: ReferralCommand, referrals: ReferralPolicy, verdicts: Mapping[str, str]
-) -> Step:
-    if cmd.command == "signup":
-        return attribute(account, cmd, referrals, verdicts)
-    if cmd.command == "credit_referrer":
-        return credit_referrer(account, cmd, referrals)
-    if cmd.command == "ring_review":
-        return flag_referral(account, cmd, "review", "referral_ring")
-    if cmd.command == "rescore":
-        return flag_referral(account, cmd, cmd.decision or "review", "fraud_late_evidence")
-    return cancel_referrer(account, cmd)
-
-
-def _apply(
-    account: Account,
-    event: Purchase | ReferralCommand | FraudDecision,
-    policies: Policies,
-    verdicts: Mapping[str, str],
-) -> tuple[Outcome | Step, Step | None]:
-    referrals = policies.referrals
-    if isinstance(event, FraudDecision):
-        return decide(account, event, referrals), None
-    if isinstance(event, ReferralCommand):
-        return _command(account, event, referrals, verdicts), None
-    if event.type == "refund":
-        outcome = reverse(
-            account,
-            event_id=event.event_id,
-            order_id=event.order_id,
-            refunded_cents=event.amount_cents,
-            at=event.occurred_at,
-            currency=event.currency,
-        )
-        return outcome, cancel_on_refund(outcome.account, event, referrals)
-    outcome = earn(
-        account,
-        event_id=event.event_id,
-        order_id=event.order_id,
-        amount_cents=event.amount_cents,
-        currency=event.currency,
-        points_redeemed=event.points_redeemed or 0,
-        at=event.occurred_at,
-        policy=policies.points,
-        tier_percent=percent_of(account, policies.tiers) if account.tier is not None else 100,
-    )
-    if outcome.rejection is not None or account.referral is None:
-        return outcome, None
-    return outcome, convert(outcome.account, event, verdicts.get(event.event_id), referrals)
+def _asked(step: EventStep) -> tuple[tuple[ConversionCheck, ...], tuple[BudgetRequest, ...]] | None:
+    """The question an event's last step asks, if any: (checks, budget requests)."""
+    match step:
+        case Step(check=ConversionCheck() as check):
+            return (check,), ()
+        case Care(request=BudgetRequest() as request):
+            return (), (request,)
+    return None

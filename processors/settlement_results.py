@@ -52,12 +52,14 @@ class Settlement(Struct, frozen=True, gc=False):
     referral_rewards: tuple[ReferralReward, ...] = ()
     fraud_rejected: tuple[str, ...] = ()
     checks: tuple[ConversionCheck, ...] = ()
-    """Conversions waiting for a fraud verdict: settle again with `verdicts` for them."""
+    """Conversions `settle` was given no fraud verdict for (they wait); settling in rounds
+    (`start`, `resume`) asks instead, and leaves none."""
     decisions: tuple[CompensationDecision, ...] = ()
     orders: tuple[GiftCardOrder, ...] = ()
     """Gift cards granted, for the fulfilment agent to order from the provider."""
     budget_requests: tuple[BudgetRequest, ...] = ()
-    """Compensations waiting for a budget reservation: settle again with `grants` for them."""
+    """Compensations `settle` was given no budget answer for (they wait); settling in rounds
+    asks instead, and leaves none."""
     erasures: tuple[ErasureRequest, ...] = ()
     """Accounts erased by a forget command: the streams layer erases the rest and announces it."""
     tier_changes: tuple[TierChange, ...] = ()
@@ -66,14 +68,13 @@ class Settlement(Struct, frozen=True, gc=False):
     """Points that will expire soon, for the customer to hear about."""
 
 
-Steps: TypeAlias = list[Outcome | Step | Care | Erased | TierChange | ExpiryWarning]
-"""The steps one settlement took, in order (`collect` turns them into a `Settlement`)."""
+SettleStep: TypeAlias = Outcome | Step | Care | Erased | TierChange | ExpiryWarning
+"""One step a settlement took: an event's or time's outcome (`collect` turns them into a
+`Settlement`)."""
 
 
 def collect(
-    final: Account,
-    steps: Steps,
-    rejections: Sequence[Rejection],
+    final: Account, steps: Sequence[SettleStep], rejections: Sequence[Rejection]
 ) -> Settlement:
     """Everything the steps caused that the world must hear about (one pass over them)."""
     if not steps:
@@ -82,23 +83,21 @@ def collect(
     anomalies: list[Anomaly] = []
     referral: list[Step] = []
     care: list[Care] = []
-    erased: list[ErasureRequest] = []
-    tiers: list[TierChange] = []
-    warnings: list[ExpiryWarning] = []
+    rare: list[Erased | TierChange | ExpiryWarning] = []
     for step in steps:
-        if type(step) is TierChange or type(step) is ExpiryWarning:
-            (tiers if type(step) is TierChange else warnings).append(step)  # type: ignore[arg-type]
-            continue
-        if type(step) is Care:
-            care.append(step)
-            continue
-        if type(step) is Erased:
-            erased.append(step.erasure)
-            continue
-        entries += step.entries  # type: ignore[union-attr]
-        anomalies += step.anomalies  # type: ignore[union-attr]
-        if type(step) is Step:
-            referral.append(step)
+        match step:  # the most frequent kinds first
+            case Outcome():
+                entries += step.entries
+                anomalies += step.anomalies
+            case Step():
+                entries += step.entries
+                anomalies += step.anomalies
+                referral.append(step)
+            case Care():
+                care.append(step)
+            case _:
+                rare.append(step)
+    erasures, tier_changes, warnings = _rare(rare) if rare else ((), (), ())
     return Settlement(
         account=final,
         entries=tuple(entries),
@@ -112,10 +111,28 @@ def collect(
         decisions=tuple(step.decision for step in care if step.decision is not None),
         orders=tuple(step.order for step in care if step.order is not None),
         budget_requests=tuple(step.request for step in care if step.request is not None),
-        erasures=tuple(erased),
-        tier_changes=tuple(tiers),
-        expiry_warnings=tuple(warnings),
+        erasures=erasures,
+        tier_changes=tier_changes,
+        expiry_warnings=warnings,
     )
+
+
+def _rare(
+    steps: Sequence[Erased | TierChange | ExpiryWarning],
+) -> tuple[tuple[ErasureRequest, ...], tuple[TierChange, ...], tuple[ExpiryWarning, ...]]:
+    """The erasures, tier changes and expiry warnings among the steps, each in order."""
+    erasures: list[ErasureRequest] = []
+    tiers: list[TierChange] = []
+    warnings: list[ExpiryWarning] = []
+    for step in steps:
+        match step:
+            case Erased():
+                erasures.append(step.erasure)
+            case TierChange():
+                tiers.append(step)
+            case ExpiryWarning():
+                warnings.append(step)
+    return tuple(erasures), tuple(tiers), tuple(warnings)
 
 
 def credits_for(entries: Iterable[LedgerEntry]) -> Iterable[PointsCredit]:

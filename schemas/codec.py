@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import pathlib
 import re
 from datetime import datetime
@@ -68,6 +69,7 @@ MAX_DETAIL_CHARS: Final = 500
 MAX_DEPTH: Final = 32
 """The deepest JSON nesting an input record may have (the v1 models need 3 levels): deeper
 records are dead-lettered as `schema_violation` instead of exhausting a parser's recursion."""
+_TOO_DEEP: Final = f"JSON nested deeper than {MAX_DEPTH} levels"
 
 
 class DecodeError(ValueError):
@@ -154,8 +156,7 @@ class Codec:
             except UnicodeDecodeError as err:
                 raise DecodeError("invalid_json", _truncate(f"invalid UTF-8: {err}")) from None
         event: InputEvent = _decode(decoder, raw)
-        if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and nesting_depth(raw) > MAX_DEPTH:
-            raise DecodeError("schema_violation", f"JSON nested deeper than {MAX_DEPTH} levels")
+        _check_depth(raw)
         for name in self._timestamps[topic]:
             _check_year(name, getattr(event, name))
         if type(event) is Purchase and event.currency not in CURRENCIES:
@@ -178,16 +179,37 @@ def _decode(decoder: msgspec.json.Decoder[Any], raw: bytes) -> Any:
     except (msgspec.DecodeError, UnicodeDecodeError) as err:
         raise DecodeError("invalid_json", _truncate(str(err))) from None
     except RecursionError:
-        raise DecodeError(
-            "schema_violation", f"JSON nested deeper than {MAX_DEPTH} levels"
-        ) from None
+        raise DecodeError("schema_violation", _TOO_DEEP) from None
+    return _decode_integral(decoder, raw)
+
+
+def _decode_integral(decoder: msgspec.json.Decoder[Any], raw: bytes) -> Any:
+    """The second pass, with integral floats as integers. The first pass stopped at the float,
+    so the rest of the record is read for the first time here: it may still be malformed
+    (`invalid_json`) or too deep (`schema_violation`), and is judged as the first pass would."""
     try:
-        return decoder.decode(
-            msgspec.json.encode(_integral_floats_as_ints(msgspec.json.decode(raw)))
-        )
+        value = _UNTYPED.decode(raw)
+    except (msgspec.DecodeError, UnicodeDecodeError) as err:
+        raise DecodeError("invalid_json", _truncate(str(err))) from None
+    except RecursionError:
+        raise DecodeError("schema_violation", _TOO_DEEP) from None
+    _check_depth(raw)  # before a Python walk of it
+    try:
+        return decoder.decode(msgspec.json.encode(_integral_floats_as_ints(value)))
     except msgspec.ValidationError as err:
         message = str(err)
         raise DecodeError(_validation_reason(message), _truncate(message)) from None
+
+
+def _float_or_raw(text: str) -> float | msgspec.Raw:
+    """A JSON float as a float, or as written if a float cannot hold it (`1e400`): the second
+    pass then judges it where the first would (skipped in an unknown field, refused in a
+    number field), instead of failing the whole record for it."""
+    number = float(text)
+    return number if math.isfinite(number) else msgspec.Raw(text.encode())
+
+
+_UNTYPED: Final = msgspec.json.Decoder(float_hook=_float_or_raw)
 
 
 def _integral_floats_as_ints(value: Any) -> Any:
@@ -203,6 +225,13 @@ def _integral_floats_as_ints(value: Any) -> Any:
 
 _STRINGS: Final = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _NOT_BRACKETS: Final = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def _check_depth(raw: bytes) -> None:
+    """`schema_violation` if the document nests deeper than MAX_DEPTH (brackets counted first:
+    most records have too few to need a look)."""
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and nesting_depth(raw) > MAX_DEPTH:
+        raise DecodeError("schema_violation", _TOO_DEEP)
 
 
 def nesting_depth(raw: bytes) -> int:

@@ -11,18 +11,16 @@ from its old state to the empty one, which forgets it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from typing import Protocol
 
 from msgspec import Struct
 
 from processors.points import Account, is_blank
-from processors.settlement import Event, Settlement
+from processors.settlement import Settlement
 from streams.adapters.account_store import AccountStore
 from streams.adapters.metrics import PointsMetrics
-from streams.adapters.points_mirror import BalanceMirror
 from streams.advocacy import AdvocacyWindows
 from streams.ingest import StreamClocks
 from streams.loyalty import TierCounts
@@ -33,20 +31,23 @@ Emit = Callable[[str, bytes, bytes], None]
 
 
 class Settled(Struct, frozen=True, gc=False):
-    """One customer's settlement, with the partition, the account it started from, its events
-    and their stream times."""
+    """One customer's settlement, with the partition and the account it started from."""
 
     partition: int
     before: Account
     settlement: Settlement
-    events: tuple[Event, ...] = ()
-    times: tuple[datetime, ...] = ()
-    now: datetime | None = None
 
     @property
     def changed(self) -> bool:
         """The rules return the very same account when nothing changed."""
         return self.settlement.account is not self.before
+
+
+class Mirror(Protocol):
+    """The balances' mirror in Redis (`streams.adapters.points_mirror.BalanceMirror`)."""
+
+    async def write(self, accounts: Sequence[Account], erased: Collection[str] = ()) -> None:
+        """Write the accounts' balances; delete the erased customers' hashes."""
 
 
 class OwnedAccounts:
@@ -59,7 +60,7 @@ class OwnedAccounts:
         schedule: ReleaseSchedule,
         advocacy: AdvocacyWindows,
         clocks: StreamClocks,
-        mirror: BalanceMirror,
+        mirror: Mirror,
         metrics: PointsMetrics,
         tiers: TierCounts | None = None,
     ) -> None:
@@ -70,36 +71,39 @@ class OwnedAccounts:
         self.clocks = clocks
         self._mirror = mirror
         self.metrics = metrics
+        self._staged: list[Settled] = []
+        """Settled in the open transaction: the indexes move once it commits."""
 
     def load(self, partition: int, customer_id: str) -> Account:
         """The customer's account as the open transaction has it."""
         return self.store.load(partition, customer_id)
 
-    def stage(self, emit: Emit, settled: Sequence[Settled]) -> asyncio.Future[None]:
-        """Stage the changed accounts' changelog records; the Redis mirror's write of them,
-        under way (the caller awaits it before the transaction commits)."""
+    def stage(self, emit: Emit, settled: Sequence[Settled]) -> Awaitable[None]:
+        """Stage the changed accounts' changelog records; the Redis mirror's write of them, to
+        be done before the transaction commits."""
         stored = [s for s in settled if s.changed]
+        self._staged += stored
         clocks = {p: at for p in {s.partition for s in stored} if (at := self.clocks.now(p))}
         self.store.stage(emit, [(s.partition, s.settlement.account) for s in stored], clocks)
         after = [s.settlement.account for s in stored]
         erased = {a.customer_id for a in after if is_blank(a)}  # and any forgotten this batch
         erased |= {e.customer_id for s in stored for e in s.settlement.erasures}
-        return asyncio.ensure_future(self._mirror.write(after, erased))
+        return self._mirror.write(after, erased)
 
-    def committed(self, settled: Iterable[Settled]) -> None:
-        """The transaction committed: the accounts are durable; move the indexes along."""
-        self.store.committed()
-        for done in settled:
-            if done.changed:
-                self.schedule.track(done.partition, done.before, done.settlement.account)
-                self.advocacy.track(done.partition, done.before, done.settlement.account)
-                if self.tiers is not None:
-                    self.tiers.track(done.partition, done.before, done.settlement.account)
+    def committed(self) -> None:
+        """The transaction committed (the store has made the accounts durable): move the hold
+        ends, advocacy windows and tier counts from the accounts' old states to their new."""
+        for done in self._staged:
+            self.schedule.track(done.partition, done.before, done.settlement.account)
+            self.advocacy.track(done.partition, done.before, done.settlement.account)
+            if self.tiers is not None:
+                self.tiers.track(done.partition, done.before, done.settlement.account)
+        self._staged.clear()
         self.metrics.held_customers.set(len(self.schedule))
 
-    def discard(self) -> None:
-        """The transaction was aborted: forget what it staged."""
-        self.store.discard()
+    def discarded(self) -> None:
+        """The transaction was aborted: the indexes stay as they were."""
+        self._staged.clear()
 
     def forget(self, revoked: frozenset[int]) -> None:
         """Revoked: stop releasing and counting there (the next owner does)."""

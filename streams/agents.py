@@ -5,26 +5,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Protocol
 
 from confluent_kafka import Message
 
 from streams.ingest import Admitted, Gate, Rejected
 
 Handler = Callable[[Sequence[Admitted]], Awaitable[Sequence[Rejected]]]
-
-
-class Committable(Protocol):
-    """State a batch changes: applied locally once its transaction commits."""
-
-    async def flush(self) -> None:
-        """Before the transaction commits: finish what it must not commit without."""
-
-    def committed(self) -> None:
-        """The transaction committed."""
-
-    def discarded(self) -> None:
-        """The transaction was aborted."""
 
 
 async def accept(admitted: Sequence[Admitted]) -> Sequence[Rejected]:
@@ -35,12 +21,9 @@ async def accept(admitted: Sequence[Admitted]) -> Sequence[Rejected]:
 class Agents:
     """One consumer's batches: admitted, handed to each topic's agent, dead letters out."""
 
-    def __init__(
-        self, gate: Gate, agents: Mapping[str, Handler], state: Sequence[Committable] = ()
-    ) -> None:
+    def __init__(self, gate: Gate, agents: Mapping[str, Handler]) -> None:
         self._gate = gate
         self._agents = dict(agents)
-        self._state = list(state)
 
     async def handle(self, records: list[Message]) -> None:
         """Decode, validate and deduplicate the batch, then hand it to the domain processors
@@ -55,20 +38,3 @@ class Agents:
             await self._gate.reject(rejected)
             refused.update(id(r.item) for r in rejected)
         self._gate.done([item for item in admitted if id(item) not in refused])
-
-    async def flush(self) -> None:
-        """Before the transaction commits: the state's writes elsewhere are done."""
-        for state in self._state:
-            await state.flush()
-
-    def committed(self) -> None:
-        """The transaction committed: counts and state become local."""
-        for state in self._state:
-            state.committed()
-        self._gate.committed()
-
-    def discarded(self) -> None:
-        """The transaction was aborted: its records are read again."""
-        for state in self._state:
-            state.discarded()
-        self._gate.discarded()

@@ -82,11 +82,11 @@ def create_app(
         assert rewards is not None
         rewards.fatal(exc)
 
-    wiring = Wiring(settings, registry, metrics, redis, care_metrics, clock)
-    hot = build_hot_path(wiring, partitions=partitions or settings.partitions, fatal=fatal)
+    wiring = Wiring(settings, registry, metrics, care_metrics, clock)
+    hot = build_hot_path(wiring, redis, partitions=partitions or settings.partitions, fatal=fatal)
     fulfilment = build_fulfilment(settings, redis, care_metrics, metrics, fatal)
     rewards = Rewards(hot, [hot.loop, fulfilment], settings.shutdown_timeout_s)
-    app.rewards = rewards  # type: ignore[attr-defined]
+    app.rewards = rewards  # type: ignore[attr-defined]  # our handle on the faust.App
     register_pages(app, hot, rewards.loops, f"{settings.web_host}:{settings.web_port}")
     register_budget_timer(app, settings, hot.care, clock)
     register_lag_timer(app, settings, rewards.loops, metrics)
@@ -120,7 +120,7 @@ def register_lag_timer(
     """Export consumer lag per assigned partition every `lag_interval_s`."""
     exported: set[tuple[str, str]] = set()
 
-    @app.timer(settings.lag_interval_s, name="export-consumer-lag")  # type: ignore[untyped-decorator]
+    @app.timer(settings.lag_interval_s, name="export-consumer-lag")  # type: ignore[untyped-decorator]  # faust is untyped
     async def export_consumer_lag() -> None:
         """Set the lag gauge from each partition's high watermark and read position."""
         current: set[tuple[str, str]] = set()
@@ -141,7 +141,7 @@ def register_window_end_timer(
     """With the event clock: agree on one window end with the other workers every few seconds."""
     shared = SharedWindowEnd(redis, settings.app_id)
 
-    @app.timer(WINDOW_END_INTERVAL_S, name="agree-advocacy-window-end")  # type: ignore[untyped-decorator]
+    @app.timer(WINDOW_END_INTERVAL_S, name="agree-advocacy-window-end")  # type: ignore[untyped-decorator]  # faust is untyped
     async def agree_window_end() -> None:
         """Offer this worker's newest fact time; end the windows at the newest of all."""
         try:

@@ -12,15 +12,26 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Protocol
 
 from processors.compensation import BudgetRequest, discount_code
 from processors.settlement import Settlement
 from schemas.outputs import CompensationDecision, RewardIssued
-from streams.adapters.compensation_budget import CompensationBudget
+from streams.adapters.compensation_budget import Reserved
 from streams.adapters.compensation_metrics import CompensationMetrics
-from streams.adapters.outbox import Outbox
+from streams.transaction import Transaction
 
 COMPENSATION_REASON = "complaint_compensation"
+
+
+class Budget(Protocol):
+    """The compensation budget all workers share (`streams.adapters.compensation_budget`)."""
+
+    async def reserve(self, requests: Sequence[BudgetRequest], now: datetime) -> Reserved:
+        """Reserve what fits for each request (one round trip)."""
+
+    async def used(self, now: datetime) -> dict[str, tuple[int, int]]:
+        """What each currency has used today and this month."""
 
 
 class CompensationDesk:
@@ -29,8 +40,8 @@ class CompensationDesk:
     def __init__(
         self,
         *,
-        budget: CompensationBudget,
-        emitter: Outbox,
+        budget: Budget,
+        emitter: Transaction,
         metrics: CompensationMetrics,
         code_key: bytes,
     ) -> None:

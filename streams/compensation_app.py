@@ -15,7 +15,6 @@ from redis.exceptions import RedisError
 
 from processors.compensation import CompensationPolicy, Tier
 from schemas.codec import FULFILMENT_TOPICS
-from streams.adapters.compensation_budget import CompensationBudget
 from streams.adapters.compensation_metrics import CompensationMetrics
 from streams.adapters.giftcard_client import GiftCardProvider
 from streams.adapters.kafka_io import consumer_config, instance_id, producer_config
@@ -31,6 +30,7 @@ from streams.ingest import StreamClocks
 from streams.pipeline import Pipeline, PoisonRecords
 from streams.runtime import Fatal, Loop, Ownership, build_gate, loop_settings
 from streams.settings import Settings
+from streams.transaction import Transaction
 
 
 def compensation_policy(settings: Settings) -> CompensationPolicy:
@@ -53,27 +53,6 @@ def compensation_policy(settings: Settings) -> CompensationPolicy:
     )
 
 
-def compensation_desk(
-    settings: Settings,
-    redis: Redis,
-    emitter: Outbox,
-    metrics: CompensationMetrics,
-    pipeline_metrics: PipelineMetrics,
-) -> CompensationDesk:
-    """The budget desk, emitting into the hot path's transaction."""
-    caps = settings.compensation_budgets
-    metrics.prime(caps, [(t.name, t.currency) for t in settings.compensation_tiers])
-    budget = CompensationBudget(
-        redis,
-        namespace=settings.app_id,
-        caps=caps,
-        retry=RedisRetry("compensation_budget", settings.redis_retry_max_s, pipeline_metrics),
-    )
-    return CompensationDesk(
-        budget=budget, emitter=emitter, metrics=metrics, code_key=discount_code_key(settings)
-    )
-
-
 def register_budget_timer(
     app: faust.App,
     settings: Settings,
@@ -82,7 +61,7 @@ def register_budget_timer(
 ) -> None:
     """Export the budget used every `lag_interval_s`, also when no complaint comes in."""
 
-    @app.timer(settings.lag_interval_s, name="export-compensation-budget")  # type: ignore[untyped-decorator]
+    @app.timer(settings.lag_interval_s, name="export-compensation-budget")  # type: ignore[untyped-decorator]  # faust is untyped
     async def export_compensation_budget() -> None:
         """Read today's and this month's reservations from Redis."""
         with contextlib.suppress(RedisError, OSError):  # a gauge may wait for the next tick
@@ -129,6 +108,16 @@ def build_fulfilment(
         producer_config(settings, f"{settings.app_id}-fulfilment-{instance_id(settings)}"),
         settings.topic_prefix,
     )
+    client_id = f"{settings.app_id}-fulfilment@{settings.web_host}:{settings.web_port}"
+    source = KafkaSource(
+        consumer_config(settings, f"{settings.app_id}-fulfilment", client_id),
+        [settings.topic(t) for t in FULFILMENT_TOPICS],
+        source_metrics(pipeline_metrics, "fulfilment"),
+    )
+    loop_metrics = fulfilment_metrics(
+        pipeline_metrics, "fulfilment", settings.topic_prefix, ("rewards-issued", "dead-letter")
+    )
+    txn = Transaction(outbox, source, outcome=loop_metrics)
     records = OrderRecords(
         redis,
         namespace=settings.app_id,
@@ -138,31 +127,22 @@ def build_fulfilment(
         provider=provider,
         provider_name=settings.gift_card_provider_name,
         records=records,
-        emitter=outbox,
+        emitter=txn,
         metrics=metrics,
     )
     poison = PoisonRecords()
     gate = build_gate(
-        settings, FULFILMENT_TOPICS, redis=redis, metrics=pipeline_metrics, outbox=outbox,
+        settings, FULFILMENT_TOPICS, redis=redis, metrics=pipeline_metrics, emitter=txn,
         clocks=StreamClocks(), poison=poison,
     )  # fmt: skip
-    loop_metrics = fulfilment_metrics(
-        pipeline_metrics, "fulfilment", settings.topic_prefix, ("rewards-issued", "dead-letter")
-    )
-    ownership = Ownership(fatal, loop_metrics)
-    client_id = f"{settings.app_id}-fulfilment@{settings.web_host}:{settings.web_port}"
-    source = KafkaSource(
-        consumer_config(settings, f"{settings.app_id}-fulfilment", client_id),
-        [settings.topic(t) for t in FULFILMENT_TOPICS],
-        ownership,
-        source_metrics(pipeline_metrics, "fulfilment"),
-    )
+    txn.enlist(gate)  # the fulfilment loop's only participant: its counts
     agents = Agents(gate, dict.fromkeys(FULFILMENT_TOPICS, fulfilment.fulfil_orders))
     pipeline = Pipeline(
-        "fulfilment", source, outbox, agents, loop=loop_settings(settings), poison=poison,
-        metrics=loop_metrics,
-    )  # fmt: skip
+        "fulfilment", source, txn, agents, loop=loop_settings(settings), poison=poison
+    )
+    ownership = Ownership(fatal, loop_metrics)
     ownership.pipeline, ownership.source = pipeline, source
+    source.listener = ownership
 
     async def start() -> None:
         await asyncio.to_thread(outbox.start, settings.startup_timeout_s)

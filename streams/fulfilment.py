@@ -37,10 +37,10 @@ from streams.adapters.giftcard_client import (
     ProviderRejected,
     ProviderUnavailable,
 )
-from streams.adapters.outbox import Outbox
 from streams.adapters.redis_retry import RedisRetry
 from streams.compensation import COMPENSATION_REASON
 from streams.ingest import Admitted, Rejected
+from streams.transaction import Transaction
 
 RECORD_TTL_S = 400 * 86_400
 
@@ -85,7 +85,7 @@ class OrderRecords:
         async def write() -> None:
             pipe = self._redis.pipeline(transaction=False)
             for key, fields in records.items():
-                pipe.hset(self._key(key), mapping=dict(fields))  # type: ignore[arg-type]
+                pipe.hset(self._key(key), mapping=dict(fields))  # type: ignore[arg-type]  # redis-py's key type is invariant
                 pipe.expire(self._key(key), RECORD_TTL_S)
             await pipe.execute()
 
@@ -102,7 +102,7 @@ class GiftCardFulfilment:
         provider: GiftCardProvider,
         provider_name: str,
         records: OrderRecords,
-        emitter: Outbox,
+        emitter: Transaction,
         metrics: CompensationMetrics,
     ) -> None:
         self._provider = provider

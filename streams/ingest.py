@@ -22,9 +22,27 @@ from processors.delivery import Delivery, Position, classify_delivery
 from processors.routing import key_mismatch
 from schemas.codec import Codec, DecodeError
 from schemas.models import InputEvent
-from streams.adapters.dead_letter import DeadLetterSink
-from streams.adapters.dedupe import FirstSeenIndex
 from streams.adapters.metrics import PipelineMetrics
+
+
+class FirstSeen(Protocol):
+    """The first-seen index of event ids (`streams.adapters.dedupe.FirstSeenIndex`)."""
+
+    async def mark(self, entries: Sequence[tuple[str, Position]]) -> list[str | None]:
+        """Mark each event id at its position if new; the first position seen, or None."""
+
+    async def forget(self, entries: Sequence[tuple[str, Position]]) -> None:
+        """Drop the marks (a rejected event may be corrected and published again)."""
+
+
+class DeadLetters(Protocol):
+    """Where the gate sends what it refuses (`streams.adapters.dead_letter.DeadLetterSink`)."""
+
+    pending: Counter[tuple[str, str]]
+    """Dead letters of the open transaction, by (base topic, reason)."""
+
+    def send(self, base_topic: str, message: Message, reason: str, detail: str) -> None:
+        """Dead-letter `message` with its reason."""
 
 
 class PoisonRecords(Protocol):
@@ -58,24 +76,40 @@ class Rejected(Struct, frozen=True, gc=False):
 class StreamClocks:
     """Each partition's stream time: the latest record timestamp processed there (never ahead
     of the wall clock, never going back). Events are processed at it, so replaying the same
-    records settles the same way whenever it happens."""
+    records settles the same way whenever it happens. A participant of the transaction: an
+    aborted one puts the clocks back where its records found them (they are read again)."""
 
     def __init__(self) -> None:
         self._ms: dict[int, int] = {}
         self._at: dict[int, datetime] = {}
+        self._before: dict[int, tuple[int, datetime] | None] = {}
+        """Partitions whose clock the open transaction moved: where it was before."""
+
+    def committed(self) -> None:
+        """The transaction committed: its clocks stay."""
+        self._before.clear()
+
+    def discarded(self) -> None:
+        """The transaction was aborted: put the clocks it moved back."""
+        for partition, before in self._before.items():
+            if before is None:
+                self._ms.pop(partition, None)
+                self._at.pop(partition, None)
+            else:
+                self._ms[partition], self._at[partition] = before
+        self._before.clear()
 
     def seed(self, partition: int, at: datetime | None) -> None:
         """Start a partition's clock where its state left it."""
+        self.forget(partition)
         if at is not None:
             self._ms[partition], self._at[partition] = int(at.timestamp() * 1000), at
-        else:
-            self._ms.pop(partition, None)
-            self._at.pop(partition, None)
 
     def forget(self, partition: int) -> None:
         """The partition is no longer owned here."""
         self._ms.pop(partition, None)
         self._at.pop(partition, None)
+        self._before.pop(partition, None)
 
     def advance(self, partition: int, timestamp_ms: int, wall_ms: int) -> datetime:
         """The partition's time once a record with `timestamp_ms` is read."""
@@ -83,6 +117,8 @@ class StreamClocks:
         current = self._ms.get(partition)
         if current is not None and ms <= current:
             return self._at[partition]
+        if partition not in self._before:
+            self._before[partition] = None if current is None else (current, self._at[partition])
         at = datetime.fromtimestamp(ms / 1000, UTC)
         self._ms[partition], self._at[partition] = ms, at
         return at
@@ -100,8 +136,8 @@ class Gate:
         topics: Mapping[str, str],
         codec: Codec,
         *,
-        first_seen: FirstSeenIndex,
-        dead_letters: DeadLetterSink,
+        first_seen: FirstSeen,
+        dead_letters: DeadLetters,
         metrics: PipelineMetrics,
         clocks: StreamClocks,
         poison: PoisonRecords,

@@ -2,11 +2,9 @@
 
 One loop per consumer, on the event loop's thread: poll what the client has fetched (never
 waiting), hand the batch to its handler, which produces every output and state change into the
-open Kafka transaction, and add the batch's offsets to it. Every `commit_interval_s` (longer
-while catching up on a backlog, so that commits cost little of the throughput) the transaction
-commits with those input offsets; only then does the handler make its changes local (RocksDB,
-caches, indexes, counters). An aborted transaction discards them and the source goes back to
-the committed offsets, so the records are processed again from the same state. Between
+open transaction (`streams.transaction`: what it carries, and what committing or aborting it
+does), and add the batch's offsets to it. Every `commit_interval_s` (longer while catching up on
+a backlog, so that commits cost little of the throughput) the transaction commits. Between
 batches the loop runs its periodic work (the hold-end sweep) in the same transaction.
 
 Everything that touches the state runs in this loop, one step at a time, so a rebalance (which
@@ -32,14 +30,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from confluent_kafka import KafkaException, Message
-from confluent_kafka import TopicPartition as KafkaPartition
 
-from streams.adapters.kafka_source import KafkaSource
-from streams.adapters.metrics import LoopMetrics
-from streams.adapters.outbox import Outbox, TransactionAborted
+from streams.transaction import Transaction
 
 log = logging.getLogger(__name__)
-_BEFORE = KafkaPartition("", 0, -1)
 CATCH_UP_COMMIT_S = 1.0
 """The commit interval while the source is well behind (latency is moot then)."""
 CATCH_UP_AFTER = 3
@@ -50,20 +44,24 @@ commits never takes more than a fifth of the loop's time (a slow broker would ot
 loop that keeps up fall behind)."""
 
 
+class Source(Protocol):
+    """Where the loop's records come from (`streams.adapters.kafka_source.KafkaSource`)."""
+
+    generation: int
+    """Incremented by every rebalance."""
+
+    def poll(self, max_records: int) -> list[Message]:
+        """Up to `max_records` records already fetched (never waits)."""
+
+    def still_assigned(self, records: list[Message]) -> list[Message]:
+        """The records whose partitions are still assigned."""
+
+
 class BatchHandler(Protocol):
-    """Processes batches into the open transaction; makes them local once committed."""
+    """Processes a batch into the open transaction (outputs, dead letters, staged state)."""
 
     async def handle(self, records: list[Message]) -> None:
-        """Produce everything the batch causes (outputs, state) into the transaction."""
-
-    async def flush(self) -> None:
-        """The transaction is about to commit: finish what must be done before it does."""
-
-    def committed(self) -> None:
-        """The transaction committed: apply its batches' changes locally."""
-
-    def discarded(self) -> None:
-        """The transaction was aborted: forget its batches' changes."""
+        """Produce everything the batch causes into the transaction."""
 
 
 class PoisonRecords:
@@ -106,31 +104,27 @@ class Pipeline:
     def __init__(
         self,
         name: str,
-        source: KafkaSource,
-        outbox: Outbox,
+        source: Source,
+        transaction: Transaction,
         handler: BatchHandler,
         *,
         loop: LoopSettings,
         poison: PoisonRecords | None = None,
         periodic: Callable[[], Awaitable[None]] | None = None,
-        metrics: LoopMetrics | None = None,
     ) -> None:
         self.name = name
         self._source = source
-        self._outbox = outbox
+        self.transaction = transaction
         self._handler = handler
         self._loop = loop
         self._periodic = periodic
         self._poison = poison if poison is not None else PoisonRecords()
-        self._metrics = metrics
         self._suspect: dict[tuple[str, int], int] = {}
         """While set: the offsets up to which records are handled one at a time."""
         self._failures: list[str] = []
         self._stopping = False
-        self._offsets: dict[tuple[str, int], KafkaPartition] = {}
-        self._opened_at = 0.0
         self._full_polls = 0
-        self._last_commit_s = 0.0
+        self._last_periodic = 0.0
         self.heartbeat = time.monotonic()
         """When the loop last went round (liveness)."""
 
@@ -140,27 +134,32 @@ class Pipeline:
 
     async def run(self) -> None:
         """The loop itself."""
-        last_periodic = 0.0
         while not self._stopping:
-            self.heartbeat = now = time.monotonic()
-            records = await self._next_batch()
-            if records:
-                await self._handle(records)
-            self._full_polls = self._full_polls + 1 if len(records) >= self._loop.batch_max else 0
-            if self._periodic is not None and now - last_periodic >= self._loop.periodic_s:
-                last_periodic = now
-                await self._in_transaction(self._periodic)
-            if self._outbox.open and self._commit_due():
-                await self.commit()
-            if not records:
-                await asyncio.sleep(self._loop.idle_s)
+            await self.step()
         await self.commit()
 
+    async def step(self) -> int:
+        """One round of the loop: a batch, the periodic work if due, a commit if due; returns
+        how many records it handled."""
+        self.heartbeat = now = time.monotonic()
+        records = await self._next_batch()
+        if records:
+            await self._handle(records)
+        self._full_polls = self._full_polls + 1 if len(records) >= self._loop.batch_max else 0
+        if self._periodic is not None and now - self._last_periodic >= self._loop.periodic_s:
+            self._last_periodic = now
+            await self._in_transaction(self._periodic)
+        if self.transaction.open and self._commit_due():
+            await self.commit()
+        if not records:
+            await asyncio.sleep(self._loop.idle_s)
+        return len(records)
+
     def _commit_due(self) -> bool:
-        interval = max(self._loop.commit_interval_s, COMMIT_SHARE * self._last_commit_s)
+        interval = max(self._loop.commit_interval_s, COMMIT_SHARE * self.transaction.last_commit_s)
         if self._full_polls >= CATCH_UP_AFTER:
             interval = max(interval, CATCH_UP_COMMIT_S)
-        return time.monotonic() - self._opened_at >= interval
+        return time.monotonic() - self.transaction.opened_at >= interval
 
     async def _next_batch(self) -> list[Message]:
         """What the client has fetched, topped up for up to `batch_within_s` once it started."""
@@ -181,27 +180,25 @@ class Pipeline:
         batches = [[r] for r in records] if self._suspect else [records]
         for batch in batches:
             try:
-                await self._in_transaction(self._handling(batch))
+                handled = await self._in_transaction(self._handling(batch))
             except KafkaException:
                 raise
             except Exception as exc:
                 await self._failed(batch, exc)
                 return
-            for tp in self._source.next_offsets(batch):
-                self._offsets[(tp.topic, tp.partition)] = tp
+            if handled:
+                self.transaction.handled(batch)
         self._suspect = {
             tp: end
             for tp, end in self._suspect.items()
-            if self._offsets.get(tp, _BEFORE).offset <= end
+            if self.transaction.handled_up_to(tp) <= end
         }
 
     async def _failed(self, batch: list[Message], exc: Exception) -> None:
         """Handling raised: abort, read again from the committed offsets; if `batch` is a single
         record, it is poison; trace the failure one record at a time up to its batch's end."""
         log.warning("%s: handling %d record(s) raised %r; tracing it", self.name, len(batch), exc)
-        if self._outbox.open:
-            await self._outbox.abort()
-        self._abandon()
+        await self.transaction.abort()
         if len(batch) == 1:
             self._poison.add(batch[0], exc)
             self._failures.append(type(exc).__name__)
@@ -209,9 +206,9 @@ class Pipeline:
                 raise RuntimeError(f"three records in a row failed with {exc!r}") from exc
             log.error("%s: poison record %s[%d]@%d: %r", self.name, batch[0].topic(),
                       batch[0].partition(), batch[0].offset(), exc)  # fmt: skip
-        for tp in self._source.next_offsets(batch):
-            key = (tp.topic, tp.partition)
-            self._suspect[key] = max(self._suspect.get(key, -1), tp.offset - 1)
+        for record in batch:
+            key = (str(record.topic()), int(record.partition() or 0))
+            self._suspect[key] = max(self._suspect.get(key, -1), int(record.offset() or 0))
 
     def _handling(self, records: list[Message]) -> Callable[[], Awaitable[None]]:
         async def handle() -> None:
@@ -221,53 +218,28 @@ class Pipeline:
 
         return handle
 
-    async def _in_transaction(self, work: Callable[[], Awaitable[None]]) -> None:
+    async def _in_transaction(self, work: Callable[[], Awaitable[None]]) -> bool:
         """Run `work` inside the open transaction (opening one if needed); a transaction the
-        client says must be aborted is aborted and its records read again."""
-        if not self._outbox.open:
-            self._outbox.begin()
-            self._opened_at = time.monotonic()
+        client says must be aborted is aborted, its records read again, and False returned."""
+        self.transaction.begin()
         try:
             await work()
         except KafkaException as exc:
             if not exc.args[0].txn_requires_abort():
                 raise
             log.warning("%s: transaction needs an abort (%s)", self.name, exc.args[0])
-            await self._outbox.abort()
-            self._abandon()
+            await self.transaction.abort()
+            return False
+        return True
 
     async def commit(self) -> None:
         """Commit the open transaction with the offsets after its records."""
-        if not self._outbox.open:
-            return
-        await self._handler.flush()
-        offsets = self._source.commit_offsets(self._offsets.values())
-        started = time.monotonic()
-        try:
-            await self._outbox.commit(offsets, self._source.group_metadata())
-        except TransactionAborted:
-            self._abandon()
-            return
-        self._last_commit_s = time.monotonic() - started
-        if self._metrics is not None:
-            self._metrics.committed(self._last_commit_s, self._outbox.produced)
-        self._offsets.clear()
-        self._source.committed(offsets)
-        self._handler.committed()
+        await self.transaction.commit()
 
     def abandon_now(self) -> None:
         """Abort the open transaction at once (the partitions are being revoked: their next
         owner processes these records again). Called inside the client's rebalance callback."""
-        if self._outbox.open:
-            self._outbox.abort_now()
-            self._abandon()
-
-    def _abandon(self) -> None:
-        if self._metrics is not None:
-            self._metrics.aborted()
-        self._offsets.clear()
-        self._handler.discarded()
-        self._source.rewind()
+        self.transaction.abort_now()
 
 
 async def run_until_fatal(pipeline: Pipeline, on_fatal: Callable[[BaseException], None]) -> None:

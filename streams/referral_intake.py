@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Protocol, TypeAlias
 
 from processors.fraud import FraudFacts, FraudPolicy, Verdict, evaluate
 from processors.ids import stable_id
@@ -14,10 +15,43 @@ from processors.referral_rings import ring_review_commands
 from processors.referrals import ConversionCheck, referral_key
 from schemas.models import Purchase, Referral, ReferralCommand
 from schemas.outputs import FraudAlert, FraudRuleHit, FraudThresholds
-from streams.adapters.identity_index import IdentityIndex, LateMatch
-from streams.adapters.outbox import Outbox
+from streams.adapters.identity_index import LateMatch, Seen
 from streams.adapters.referral_metrics import ReferralMetrics
 from streams.ingest import Admitted, Rejected
+from streams.transaction import Transaction
+
+Recording: TypeAlias = tuple[asyncio.Future[list[LateMatch]], dict[str, Purchase]]
+"""Identity writes under way, with their purchases by event id."""
+
+
+class Identity(Protocol):
+    """The identity index in Redis (`streams.adapters.identity_index.IdentityIndex`): keyed
+    hashes of who used which signal; a participant of the transaction (pairs recorded by an
+    aborted one are recorded again)."""
+
+    async def signup_facts(self, signups: Sequence[Referral]) -> list[FraudFacts]:
+        """Facts for each sign-up, and record it."""
+
+    async def conversion_facts(self, checks: Sequence[ConversionCheck]) -> list[FraudFacts]:
+        """Facts for each converting purchase."""
+
+    async def record(self, seen: Sequence[Seen]) -> list[LateMatch]:
+        """Remember the signals purchases showed; the late evidence they reveal."""
+
+    async def mark_rejected(self, customers: Iterable[str]) -> None:
+        """Remember customers rejected for fraud."""
+
+    async def forget(self, customers: Sequence[str]) -> None:
+        """Erase customers."""
+
+    def customer_hash(self, customer_id: str) -> str:
+        """The customer's keyed hash."""
+
+    def committed(self) -> None:
+        """The transaction committed."""
+
+    def discarded(self) -> None:
+        """The transaction was aborted."""
 
 
 class ReferralIntake:
@@ -27,21 +61,19 @@ class ReferralIntake:
     def __init__(
         self,
         *,
-        index: IdentityIndex,
-        emitter: Outbox,
+        index: Identity,
+        transaction: Transaction,
         policy: FraudPolicy,
         metrics: ReferralMetrics,
         alert_on_approve: bool,
     ) -> None:
         self._index = index
-        self._emitter = emitter
+        self._emitter = transaction
         self._policy = policy
         self._metrics = metrics
         self._alert_on_approve = alert_on_approve
         self._pending_events: Counter[str] = Counter()
         self._pending_decisions: list[tuple[str, Verdict]] = []
-        self._recording: list[tuple[asyncio.Future[list[LateMatch]], dict[str, Purchase]]] = []
-        """Identity writes of the open transaction under way, with their purchases by id."""
 
     async def forget(self, customers: Sequence[str]) -> None:
         """Erase customers from the identity index (forget commands)."""
@@ -87,14 +119,24 @@ class ReferralIntake:
             verdicts[check.purchase.event_id] = verdict.decision
         return verdicts
 
-    def record_contexts(self, purchases: Sequence[Purchase]) -> None:
-        """Remember the identity signals of purchases (the index the fraud rules read), while
-        the batch settles; what they reveal about referrals already scored is acted on before
-        the transaction commits (`flush`)."""
+    def record_contexts(self, purchases: Sequence[Purchase]) -> Recording | None:
+        """Start remembering the identity signals of purchases (the index the fraud rules read)
+        while the batch settles; `act_on_late_evidence` finishes it."""
+        if not any(p.context is not None for p in purchases):
+            return None
         seen = [(p.customer_id, p.context, p.occurred_at, p.event_id) for p in purchases]
-        if any(p.context is not None for p in purchases):
-            by_id = {p.event_id: p for p in purchases}
-            self._recording.append((asyncio.ensure_future(self._index.record(seen)), by_id))
+        task = asyncio.ensure_future(self._index.record(seen))
+        self._emitter.meanwhile(task)  # cancelled if the transaction is discarded first
+        return task, {p.event_id: p for p in purchases}
+
+    async def act_on_late_evidence(self, recording: Recording | None) -> None:
+        """What the batch's purchases revealed about referrals already scored (the other party
+        of a customer's referral edge showed the same signal): rescored into the transaction."""
+        if recording is None:
+            return
+        task, purchases = recording
+        for match in await task:
+            self._rescore(match, purchases[match.event_id])
 
     def _rescore(self, match: LateMatch, purchase: Purchase) -> None:
         """Late evidence: score the match alone; a review or reject goes to the referee."""
@@ -127,29 +169,15 @@ class ReferralIntake:
         if verdict.decision != "approve" or self._alert_on_approve:
             self._emitter.emit("fraud-alerts", alert.referee_id, alert)
 
-    async def flush(self) -> None:
-        """Before the transaction commits: the batches' identity writes are done, and what
-        they revealed is rescored into the transaction."""
-        recording, self._recording = self._recording, []
-        for task, purchases in recording:
-            for match in await task:
-                self._rescore(match, purchases[match.event_id])
-
     def committed(self) -> None:
         """The transaction committed: count its referral events and decisions."""
         self._metrics.count_referral_events(self._pending_events)
         for subject, verdict in self._pending_decisions:
             self._metrics.count_decision(subject, verdict)
-        self._index.committed()
         self._forget()
 
     def discarded(self) -> None:
-        """The transaction was aborted: nothing of it was decided; its purchases are recorded
-        (and matched) again when they come again."""
-        for task, _ in self._recording:
-            task.cancel()
-        self._recording.clear()
-        self._index.discarded()
+        """The transaction was aborted: nothing of it was decided."""
         self._forget()
 
     def _forget(self) -> None:

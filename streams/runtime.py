@@ -18,7 +18,8 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Protocol
 
 from redis.asyncio import Redis
 
@@ -29,7 +30,7 @@ from streams.adapters.dead_letter import DeadLetterSink
 from streams.adapters.dedupe import first_seen_index
 from streams.adapters.kafka_source import KafkaSource
 from streams.adapters.metrics import LoopMetrics, PipelineMetrics
-from streams.adapters.outbox import Outbox
+from streams.adapters.outbox import Emitter
 from streams.ingest import Gate, StreamClocks
 from streams.pipeline import LoopSettings, Pipeline, PoisonRecords, run_until_fatal
 from streams.settings import Settings
@@ -38,13 +39,20 @@ log = logging.getLogger(__name__)
 Fatal = Callable[[BaseException], None]
 
 
+class Resumable(Protocol):
+    """A source whose assigned partitions stay paused until resumed."""
+
+    def resume(self, partitions: Iterable[int]) -> None:
+        """Start fetching the given partition numbers."""
+
+
 class Ownership:
     """Which partitions a loop owns, and which of them are ready (state recovered)."""
 
     def __init__(self, on_fatal: Fatal, metrics: LoopMetrics) -> None:
         self.pipeline: Pipeline | None = None
         self._metrics = metrics
-        self.source: KafkaSource | None = None
+        self.source: Resumable | None = None
         self.ready: frozenset[int] = frozenset()
         """Partitions recovered and being processed."""
         self.assigned: frozenset[int] = frozenset()
@@ -102,7 +110,7 @@ class StatefulOwnership(Ownership):
 
     def _recovered(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
-            self._on_fatal(task.exception())  # type: ignore[arg-type]
+            self._on_fatal(task.exception())  # type: ignore[arg-type]  # not None: checked above
 
     def partitions_revoked(self, partitions: frozenset[int]) -> None:
         """Abort the open transaction, stop any recovery, close the partitions' state."""
@@ -167,7 +175,7 @@ def build_gate(
     *,
     redis: Redis,
     metrics: PipelineMetrics,
-    outbox: Outbox,
+    emitter: Emitter,
     clocks: StreamClocks,
     poison: PoisonRecords,
 ) -> Gate:
@@ -176,7 +184,7 @@ def build_gate(
         {settings.topic(base): base for base in bases},
         Codec(max_event_bytes=settings.max_event_bytes),
         first_seen=first_seen_index(settings, redis, metrics),
-        dead_letters=DeadLetterSink(outbox),
+        dead_letters=DeadLetterSink(emitter),
         metrics=metrics,
         clocks=clocks,
         poison=poison,

@@ -121,7 +121,7 @@ class BudgetCaps(BaseModel):
 DEFAULT_TIERS = tuple(
     CompensationTier(
         name=t.name,
-        severities=frozenset(t.severities),  # type: ignore[arg-type]
+        severities=frozenset(t.severities),  # type: ignore[arg-type]  # str here; pydantic validates
         amount_cents=t.amount_cents,
         currency=t.currency,
     )

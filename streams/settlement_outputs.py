@@ -4,62 +4,68 @@ decisions) into the open transaction, and their counters once it commits."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
 
 from processors.settlement import Settlement
 from schemas.outputs import ReferralReward
 from streams.adapters.metrics import PointsMetrics
-from streams.adapters.outbox import Outbox
 from streams.adapters.referral_metrics import ReferralMetrics
 from streams.compensation import CompensationDesk
 from streams.points_records import anomaly_record, ledger_json, points_moved, reward_record
+from streams.transaction import Transaction
 
 
 class SettlementOutputs:
-    """Publishes settlements and counts the committed ones."""
+    """Publishes settlements, and counts them once their transaction commits."""
 
     def __init__(
         self,
         *,
-        outbox: Outbox,
+        transaction: Transaction,
         care: CompensationDesk,
         metrics: PointsMetrics,
         referral_metrics: ReferralMetrics,
         ledger_topic: str,
     ) -> None:
-        self._outbox = outbox
+        self._txn = transaction
         self._care = care
         self._metrics = metrics
         self._referral_metrics = referral_metrics
         self._ledger_topic = ledger_topic
+        self._staged: list[Settlement] = []
 
     def publish(self, settlement: Settlement) -> None:
         """Produce a settlement's ledger entries, rewards, commands, anomalies and decisions."""
         customer_id = settlement.account.customer_id
         key = customer_id.encode()
         for entry in settlement.entries:
-            self._outbox.emit_raw(self._ledger_topic, key, ledger_json(entry))
+            self._txn.emit_raw(self._ledger_topic, key, ledger_json(entry))
         for credit in settlement.credits:
-            self._outbox.emit("rewards-issued", customer_id, reward_record(credit))
+            self._txn.emit("rewards-issued", customer_id, reward_record(credit))
         for command in settlement.commands:
-            self._outbox.emit("referral-commands", command.customer_id, command)
+            self._txn.emit("referral-commands", command.customer_id, command)
         for reward in settlement.referral_rewards:
-            self._outbox.emit("referral-rewards", reward.customer_id, reward)
+            self._txn.emit("referral-rewards", reward.customer_id, reward)
         for anomaly in settlement.anomalies:
-            self._outbox.emit("points-anomalies", customer_id, anomaly_record(customer_id, anomaly))
+            self._txn.emit("points-anomalies", customer_id, anomaly_record(customer_id, anomaly))
         for change in settlement.tier_changes:
-            self._outbox.emit("tier-changes", customer_id, change)
+            self._txn.emit("tier-changes", customer_id, change)
         for warning in settlement.expiry_warnings:
-            self._outbox.emit("points-expiry-warnings", customer_id, warning)
+            self._txn.emit("points-expiry-warnings", customer_id, warning)
         self._care.publish(settlement)
+        self._staged.append(settlement)
 
-    def count(self, settlements: Iterable[Settlement]) -> None:
+    def committed(self) -> None:
         """The transaction committed: count what its settlements published."""
         tally = _Tally()
-        for settlement in settlements:
+        for settlement in self._staged:
             tally.add(settlement)
             self._care.count(settlement)
         tally.count(self._metrics, self._referral_metrics)
+        self._staged.clear()
+
+    def discarded(self) -> None:
+        """The transaction was aborted: nothing of it was published."""
+        self._staged.clear()
 
 
 class _Tally:

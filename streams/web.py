@@ -18,7 +18,7 @@ from typing import Any
 
 import aiohttp
 import faust
-from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]
+from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]  # aiokafka ships no types
 from faust import web
 
 from streams.adapters.kafka_io import admin_client

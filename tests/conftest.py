@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import random
 import shutil
@@ -10,6 +11,7 @@ import socket
 import subprocess
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +21,10 @@ import redis
 from pydantic import SecretStr
 
 from streams.adapters.kafka_io import admin_client, ensure_topics
+from streams.bench.housekeeping import purge
+from streams.bench.sandbox_process import SandboxProcess
+from streams.bench.worker_process import WorkerProcess, free_port
 from streams.settings import Settings, settings_env
-from streams.tools.housekeeping import purge
-from streams.tools.sandbox_process import SandboxProcess
-from streams.tools.worker_process import WorkerProcess, free_port
 from tests.support import CI, REPO, unavailable
 
 
@@ -37,20 +39,32 @@ class Services:
 
 def docker_engine_answers() -> bool:
     """True when a Docker engine (not just the client) is reachable."""
-    try:
-        import docker
+    with warnings.catch_warnings():
+        # docker-py leaves the socket of a failed connection open: collected here, not reported
+        warnings.simplefilter("ignore", ResourceWarning)
+        try:
+            import docker
 
-        docker.from_env(timeout=3).ping()
-        return True
-    except Exception:
-        return False
+            client = docker.from_env(timeout=3)
+            try:
+                return bool(client.ping())
+            finally:
+                client.close()
+        except Exception:
+            return False
+        finally:
+            gc.collect()
 
 
 @contextlib.contextmanager
 def containers() -> Iterator[Services]:
     """Kafka and Redis in testcontainers (a laptop with Docker)."""
-    from testcontainers.kafka import KafkaContainer
-    from testcontainers.redis import RedisContainer
+    try:  # testcontainers.kafka and .redis warn that they are deprecated where this exists
+        from testcontainers.community.kafka import KafkaContainer
+        from testcontainers.community.redis import RedisContainer
+    except ImportError:  # releases before the move
+        from testcontainers.kafka import KafkaContainer
+        from testcontainers.redis import RedisContainer
 
     with (
         KafkaContainer("confluentinc/cp-kafka:7.7.1").with_kraft() as kafka,
@@ -161,7 +175,7 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[[Settings], WorkerProcess]
     started: list[WorkerProcess] = []
 
     def start(
-        settings: Settings, module: str = "streams.tools.cli", ready_timeout_s: float = 90.0
+        settings: Settings, module: str = "streams.cli", ready_timeout_s: float = 90.0
     ) -> WorkerProcess:
         log = tmp_path / f"worker-{len(started)}.log"
         worker = WorkerProcess(settings_env(settings), settings.web_port, log, module)

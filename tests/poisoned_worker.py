@@ -12,24 +12,37 @@ import os
 import sys
 from typing import Any
 
+import processors.settlement
 import streams.account_settler
 import streams.release_sweep
-from streams.tools.cli import main
+from streams.cli.main import main
 
 PREFIX = os.environ.get("REWARDS_TEST_POISON", "poison-")
 EVERYTHING = os.environ.get("REWARDS_TEST_POISON_ALL") == "1"
-_settle = streams.account_settler.settle
+_settle, _start = processors.settlement.settle, processors.settlement.start
+
+
+def planted(events: Any) -> None:
+    """Raise for planted events, as a bug in the rules would."""
+    if EVERYTHING or any(event.event_id.startswith(PREFIX) for event in events):
+        raise ZeroDivisionError("planted fault in the rules")
 
 
 def poisoned_settle(account: Any, events: Any, *args: Any, **kwargs: Any) -> Any:
     """`settle`, raising for planted events."""
-    if EVERYTHING or any(event.event_id.startswith(PREFIX) for event in events):
-        raise ZeroDivisionError("planted fault in the rules")
+    planted(events)
     return _settle(account, events, *args, **kwargs)
 
 
-streams.account_settler.settle = poisoned_settle  # type: ignore[assignment]
-streams.release_sweep.settle = poisoned_settle  # type: ignore[assignment]
+def poisoned_start(account: Any, events: Any, *args: Any, **kwargs: Any) -> Any:
+    """`start`, raising for planted events."""
+    planted(events)
+    return _start(account, events, *args, **kwargs)
+
+
+# The modules call the name they imported from processors.settlement: replace it there.
+streams.account_settler.start = poisoned_start  # type: ignore[attr-defined]  # not re-exported
+streams.release_sweep.settle = poisoned_settle  # type: ignore[attr-defined]  # not re-exported
 
 if __name__ == "__main__":
     sys.exit(main())

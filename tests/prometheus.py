@@ -13,7 +13,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from streams.tools.worker_process import free_port
+import yaml
+
+from streams.bench.worker_process import free_port
 from tests.support import unavailable
 
 
@@ -125,8 +127,23 @@ class PrometheusProcess:
             raise RuntimeError(f"query {expr!r} returned a {data['resultType']}, not a vector")
         return list(data["result"])
 
+    def recorded(self) -> list[str]:
+        """The series the rule files record (`record:` names), in file order."""
+        return [
+            rule["record"]
+            for path in self.rule_files
+            for group in yaml.safe_load(Path(path).read_text(encoding="utf-8"))["groups"]
+            for rule in group["rules"]
+            if "record" in rule
+        ]
+
     def wait_for(self, expr: str, timeout_s: float = 60.0) -> list[dict[str, Any]]:
-        """Query until the result is non-empty and return it; TimeoutError after `timeout_s`."""
+        """Query until the result is non-empty and return it; TimeoutError after `timeout_s`.
+
+        Non-empty is not final: a series is there from its first scrape or rule evaluation on,
+        and one recorded series says nothing of the others (each rule's samples are committed
+        on their own). Wait for the value an assertion reads, or for every series it reads with
+        inputs that no longer change."""
         deadline = time.monotonic() + timeout_s
         while True:
             result = self.query(expr)

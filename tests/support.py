@@ -9,17 +9,18 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, Message, Producer
 
+from streams.cli.worker_metrics import MetricsEndpoint
 from streams.settings import Settings
-from streams.tools.worker_process import MetricsEndpoint
 
 REPO = Path(__file__).resolve().parents[1]
 CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+T = TypeVar("T")
 
 
 def unavailable(message: str) -> None:
@@ -41,7 +42,7 @@ class Sent:
 
 
 def publish(
-    settings: Settings, base_topic: str, records: list[tuple[bytes | None, bytes]]
+    settings: Settings, base_topic: str, records: Sequence[tuple[bytes | None, bytes]]
 ) -> list[Sent]:
     """Produce records synchronously and return their positions."""
     producer = Producer(
@@ -53,9 +54,11 @@ def publish(
     )
     sent: list[Sent] = []
 
-    def delivered(err: object, msg: object) -> None:
+    def delivered(err: KafkaError | None, msg: Message) -> None:
         assert err is None, err
-        sent.append(Sent(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value()))  # type: ignore[attr-defined]
+        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+        assert topic is not None and partition is not None and offset is not None  # delivered
+        sent.append(Sent(topic, partition, offset, msg.key(), msg.value() or b""))
 
     for key, value in records:
         producer.produce(settings.topic(base_topic), value=value, key=key, on_delivery=delivered)
@@ -63,11 +66,12 @@ def publish(
     return sent
 
 
-def eventually(
-    check: Callable[[], object], timeout_s: float = 60.0, every_s: float = 0.25
-) -> object:
+def eventually(check: Callable[[], T], timeout_s: float = 60.0, every_s: float = 0.25) -> T:
     """Retry `check` until it returns a truthy value without raising an assertion or connection
-    error; re-raise the last failure."""
+    error, and return that value; re-raise the last failure.
+
+    Wait on what the assertion after it reads, not on a proxy: the same endpoint, query or topic,
+    or better, assert inside `check` and use what it returns."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -114,13 +118,13 @@ def settled(
         assert counts["events_consumed"] == consumed and done == consumed, counts
         return counts
 
-    return eventually(accounted)  # type: ignore[return-value]
+    return eventually(accounted)
 
 
 def http_get(worker: MetricsEndpoint, path: str) -> tuple[int, dict[str, Any]]:
     """(status, JSON body) of a GET on the worker's web server; (0, {...}) if it cannot be reached
     (a worker busy or rebalancing), and a non-JSON body as {"raw": text}."""
-    url = f"http://127.0.0.1:{worker.web_port}{path}"  # type: ignore[attr-defined]
+    url = f"http://127.0.0.1:{worker.web_port}{path}"  # type: ignore[attr-defined]  # a WorkerProcess
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
             return response.status, orjson.loads(response.read())

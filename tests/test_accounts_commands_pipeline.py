@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import orjson
 import pytest
@@ -10,8 +11,8 @@ import redis
 
 from processors.identity import keyed_hash
 from streams.adapters.points_mirror import mirror_namespace
-from streams.tools.account_commands import publish_adjustment, publish_forget
-from streams.tools.inspect import read_topic
+from streams.adapters.topic_reader import read_topic
+from streams.cli.account_commands import publish_adjustment, publish_forget
 from tests.events import new_id
 from tests.support import eventually, http_get
 from tests.test_points_pipeline import balance_is, buy, redis_balance, send, topic_records
@@ -19,7 +20,7 @@ from tests.test_points_pipeline import balance_is, buy, redis_balance, send, top
 pytestmark = pytest.mark.integration
 
 
-def ledger_of(settings, customer: str) -> list[dict]:
+def ledger_of(settings, customer: str) -> list[dict[str, Any]]:
     return [e for e in topic_records(settings, "points-ledger") if e["customer_id"] == customer]
 
 
@@ -37,8 +38,13 @@ def test_adjustments_credit_debit_to_zero_and_apply_once(settings, start_worker)
     publish_adjustment(settings, customer, 50, "goodwill (retried)", "ops-ana", "adj-1")
     publish_adjustment(settings, customer, -80, "double credit", "ops-ben", "adj-2")
     eventually(lambda: balance_is(worker, settings, customer, 0, 0))
-    entries = eventually(lambda: (found := ledger_of(settings, customer)) and len(found) == 2
-                         and found)  # fmt: skip
+
+    def both_entries() -> list[dict[str, Any]]:
+        found = ledger_of(settings, customer)
+        assert len(found) == 2, found
+        return found
+
+    entries = eventually(both_entries)
     assert [(e["kind"], e["available_delta"], e["operator"], e["reason"]) for e in entries] == [
         ("adjustment", 50, "ops-ana", "goodwill"),
         ("adjustment", -50, "ops-ben", "double credit"),

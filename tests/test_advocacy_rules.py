@@ -130,11 +130,12 @@ def test_a_scripted_survey_table_gives_the_hand_worked_nps_per_window():
     counts = window_counts(facts(account), NOW)
 
     def split(window: str) -> tuple[int, int, int]:
-        return tuple(  # type: ignore[return-value]
+        promoters, passives, detractors = (
             sum(n for (key, w), n in counts.items() if w == window and key[:1] == ("nps",)
                 and key[2] == cat)
             for cat in ("promoter", "passive", "detractor")
         )  # fmt: skip
+        return promoters, passives, detractors
 
     assert split("1h") == (3, 2, 0)  # 10, 9, 9 | 8, 7
     assert split("24h") == (3, 2, 2)  # + 6, 3

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from streams.bench.worker_process import free_port
+from streams.chaos.faults import FaultPlan
+from streams.chaos.report import Verdict, render
+from streams.chaos.soak import ChaosOptions, run_chaos
+from streams.chaos.stack import Stack, free_port_range
+from streams.chaos.verdict import Check
 from streams.settings import Settings
-from streams.tools.chaos import ChaosOptions, run_chaos
-from streams.tools.chaos_faults import FaultPlan
-from streams.tools.chaos_report import Verdict, render
-from streams.tools.chaos_stack import Stack, free_port_range
-from streams.tools.chaos_verdict import Check
-from streams.tools.worker_process import free_port
 from tests.support import unavailable
 
 pytestmark = pytest.mark.integration

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from streams.tools.cli import parser
+from streams.cli.main import parser
 
 OPERATOR_COMMANDS = {
     "worker", "config", "topics", "publish", "demo", "dead-letters", "status", "decide",

@@ -8,14 +8,15 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 
 import pytest
 from pydantic import SecretStr
 
-from streams.adapters.kafka_io import ensure_topics
+from streams.adapters.kafka_io import WORKER_TOPICS, ensure_topics
+from streams.bench.housekeeping import purge
+from streams.bench.worker_process import free_port
 from streams.settings import Settings
-from streams.tools.housekeeping import purge
-from streams.tools.worker_process import free_port
 from tests.events import new_id
 from tests.support import REPO, eventually, settled
 from tests.test_points_pipeline import buy, http_balance, send
@@ -52,6 +53,12 @@ def restart_brokers(bootstrap: str, state) -> None:
     )
 
 
+def created(settings: Settings, names: Iterable[str] = WORKER_TOPICS) -> bool:
+    """The topics exist (created if missing); TimeoutError, an OSError, while a broker is down."""
+    ensure_topics(settings, names, timeout_s=60)
+    return True
+
+
 @pytest.fixture
 def on_cluster(cluster, tmp_path, services, sandbox_service):
     """(bootstrap, stack dir, settings of a fresh app on the module's 3-broker cluster)."""
@@ -63,7 +70,7 @@ def on_cluster(cluster, tmp_path, services, sandbox_service):
 
 def test_a_worker_started_with_a_broker_down_waits_and_then_works(on_cluster, start_worker):
     bootstrap, state, settings = on_cluster
-    eventually(lambda: ensure_topics(settings, timeout_s=60) is None, 120, 1.0)
+    eventually(lambda: created(settings), 120, 1.0)
     try:
         kill_broker(state, 2)
         time.sleep(1.0)
@@ -73,15 +80,14 @@ def test_a_worker_started_with_a_broker_down_waits_and_then_works(on_cluster, st
         customers = [new_id("c") for _ in range(6)]
         send(settings, *(buy(c, 1000) for c in customers))
         settled(worker, 6, topics=["purchases"], topic="purchases")
-        for customer in customers:
-            eventually(lambda c=customer: http_balance(worker, c)[1].get("pending") == 10)
+        eventually(lambda: all(http_balance(worker, c)[1].get("pending") == 10 for c in customers))
     finally:
         restart_brokers(bootstrap, state)
 
 
 def test_a_worker_creating_its_topics_while_a_broker_is_down_starts(on_cluster, start_worker):
     bootstrap, state, settings = on_cluster
-    eventually(lambda: ensure_topics(settings, ["fraud-alerts"], 60) is None, 120, 1.0)  # up
+    eventually(lambda: created(settings, ["fraud-alerts"]), 120, 1.0)  # up
     kill_broker(state, 3)
     time.sleep(1.0)
     timer = threading.Timer(12.0, restart_brokers, args=(bootstrap, state))

@@ -5,11 +5,12 @@ from __future__ import annotations
 import faust
 import orjson
 import pytest
+from pydantic import SecretStr
 
 from streams.app import create_app
-from streams.settings import INPUT_TOPICS, Settings
-from streams.tools.cli import main
-from streams.tools.publish import publish_demo
+from streams.cli.main import main
+from streams.cli.publish import publish_demo
+from streams.settings import INPUT_TOPICS, CompensationTier, Settings
 from tests.events import purchase
 from tests.support import eventually, settled
 
@@ -24,7 +25,7 @@ def test_explicit_service_variables_win(monkeypatch):
     assert settings.redis_url == "redis://r:6379/2"
     assert settings.partitions == 12
     with pytest.raises(Exception, match="frozen"):
-        settings.partitions = 3  # type: ignore[misc]
+        settings.partitions = 3
 
 
 def test_faust_environment_variables_cannot_override_settings(monkeypatch, tmp_path):
@@ -36,8 +37,8 @@ def test_faust_environment_variables_cannot_override_settings(monkeypatch, tmp_p
         store="memory://",
         data_dir=tmp_path,
         topic_prefix="x-",
-        pii_hash_key="a-key-of-16-or-more-chars",
-        gift_card_api_key="sk-test-key",
+        pii_hash_key=SecretStr("a-key-of-16-or-more-chars"),
+        gift_card_api_key=SecretStr("sk-test-key"),
     )
     app = create_app(settings)
     assert isinstance(app, faust.App)
@@ -51,10 +52,12 @@ def test_a_paying_policy_needs_the_provider_key_and_a_budget(tmp_path):
     base = {"store": "memory://", "data_dir": tmp_path, "pii_hash_key": "a-key-of-16-or-more-chars"}
     with pytest.raises(ValueError, match="REWARDS_GIFT_CARD_API_KEY"):
         create_app(Settings(**base))
-    assert isinstance(create_app(Settings(**base, compensation_tiers=[])), faust.App)
-    tier = {"name": "gbp", "severities": ["high"], "amount_cents": 500, "currency": "GBP"}
+    assert isinstance(create_app(Settings(**base, compensation_tiers=())), faust.App)
+    tier = CompensationTier(
+        name="gbp", severities=frozenset({"high"}), amount_cents=500, currency="GBP"
+    )
     with pytest.raises(ValueError, match="compensation_budgets has no entry for GBP"):
-        Settings(**base, compensation_tiers=[tier])
+        Settings(**base, compensation_tiers=(tier,))
 
 
 @pytest.mark.integration

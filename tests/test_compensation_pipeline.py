@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections import Counter
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -13,8 +14,8 @@ import redis
 
 from processors.compensation import idempotency_key
 from streams.adapters.dedupe import seen_namespace
+from streams.bench.worker_process import free_port
 from streams.settings import BudgetCaps
-from streams.tools.worker_process import free_port
 from tests.events import complaint, new_id, record
 from tests.support import eventually, publish
 from tests.test_points_pipeline import ago, topic_records
@@ -37,19 +38,31 @@ def gift_cards(settings) -> list[dict[str, Any]]:
     return [r for r in topic_records(settings, "rewards-issued") if r["kind"] == "gift_card"]
 
 
+def counted(read: Callable[[], list[dict[str, Any]]], count: int) -> list[dict[str, Any]]:
+    """Wait until `read` returns `count` records and return them."""
+
+    def check() -> list[dict[str, Any]]:
+        records = read()
+        assert len(records) == count, f"{len(records)} of {count} records"
+        return records
+
+    return eventually(check)
+
+
 def decisions_of(settings, count: int) -> list[dict[str, Any]]:
     """Wait for `count` compensation decisions (schema-checked) and return them."""
-    return eventually(  # type: ignore[return-value]
-        lambda: (
-            (found := topic_records(settings, "compensation-decisions"))
-            and len(found) == count
-            and found
-        )
-    )
+    return counted(lambda: topic_records(settings, "compensation-decisions"), count)
 
 
 def cards_of(settings, count: int) -> list[dict[str, Any]]:
-    return eventually(lambda: (found := gift_cards(settings)) and len(found) == count and found)  # type: ignore[return-value]
+    return counted(lambda: gift_cards(settings), count)
+
+
+def budget_used(settings) -> list[int]:
+    """The EUR compensation budget used, per day, as Redis has it."""
+    client = redis.Redis.from_url(settings.redis_url)
+    keys = client.keys(f"{settings.app_id}:comp:budget:EUR:day:*")
+    return [int(client.get(key) or 0) for key in keys]
 
 
 def test_each_severity_gets_its_tier_once_even_when_replayed(settings, start_worker, sandbox):
@@ -105,17 +118,18 @@ def test_one_per_customer_per_period_and_one_per_complaint_ever(settings, start_
     )  # fmt: skip
     assert [c["amount_cents"] for c in cards_of(settings, 1)] == [1_000]
     assert sandbox.orders()["created"] == 1
-    for reason in ("complaint_already_compensated", "customer_period"):
-        assert worker.total("rewards_compensation_decisions_total", reason=reason) == 1
+    blocks = ("complaint_already_compensated", "customer_period")  # counted at commit
+    eventually(
+        lambda: all(worker.total("rewards_compensation_decisions_total", reason=r) == 1
+                    for r in blocks)
+    )  # fmt: skip
 
     bob = new_id("bob")  # two complaints at once: the second must not reserve budget it cannot use
     complain(settings, fresh("high", bob), fresh("critical", bob))
     assert Counter(d["reason"] for d in decisions_of(settings, 5)) == {
         "compensated": 2, "complaint_already_compensated": 1, "customer_period": 2,
     }  # fmt: skip
-    client = redis.Redis.from_url(settings.redis_url)
-    used = [int(client.get(k)) for k in client.keys(f"{settings.app_id}:comp:budget:EUR:day:*")]
-    assert used == [1_000 + 2_500]
+    assert budget_used(settings) == [1_000 + 2_500]
 
 
 def test_the_daily_budget_holds_across_two_workers(settings, start_worker, sandbox, tmp_path):
@@ -133,11 +147,14 @@ def test_the_daily_budget_holds_across_two_workers(settings, start_worker, sandb
     }  # fmt: skip
     assert sum(c["amount_cents"] for c in cards_of(settings, 4)) == 10_000
     assert sandbox.orders()["created"] == 4
-    by_worker = [w.total("rewards_compensation_decisions_total") for w in workers]
-    assert all(n > 0 for n in by_worker) and sum(by_worker) == 24, by_worker
-    client = redis.Redis.from_url(settings.redis_url)
-    used = client.keys(f"{settings.app_id}:comp:budget:EUR:day:*")
-    assert [int(client.get(key)) for key in used] == [10_000]
+
+    def by_worker() -> list[float]:  # counted when each worker's transaction commits
+        counts = [w.total("rewards_compensation_decisions_total") for w in workers]
+        assert all(n > 0 for n in counts) and sum(counts) == 24, counts
+        return counts
+
+    eventually(by_worker)
+    assert budget_used(settings) == [10_000]
 
 
 def test_a_customer_rejected_for_fraud_is_not_compensated(settings, start_worker, sandbox):
@@ -216,4 +233,4 @@ def test_the_discount_arm_gets_a_code_instead_of_a_gift_card(settings, start_wor
     assert rewards[0]["discount_code"].startswith("SORRY-")
     assert [d["arm"] for d in decisions_of(settings, 1)] == ["discount"]
     assert sandbox.orders()["created"] == 0
-    assert worker.total("rewards_issued_total", kind="discount") == 1
+    eventually(lambda: worker.total("rewards_issued_total", kind="discount") == 1)  # at commit

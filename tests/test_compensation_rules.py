@@ -25,7 +25,7 @@ from processors.compensation import (
 from processors.points import Account, EarnRate, Order, PointsPolicy
 from processors.referral_state import Referee
 from processors.settlement import Policies, settle
-from schemas.models import Complaint, Purchase
+from schemas.models import Complaint, Purchase, Severity
 
 T0 = datetime(2026, 11, 1, 12, tzinfo=UTC)
 NOW = T0 + timedelta(seconds=5)
@@ -39,7 +39,7 @@ VIP = CompensationPolicy(
 )
 
 
-def complaint(severity: str = "high", at: datetime = T0, **kw: Any) -> Complaint:
+def complaint(severity: Severity = "high", at: datetime = T0, **kw: Any) -> Complaint:
     """A complaint by ann (`complaint_id` and `event_id` derived unless given)."""
     complaint_id = kw.pop("complaint_id", f"cmp-{severity}-{at.isoformat()}")
     return Complaint(
@@ -47,7 +47,7 @@ def complaint(severity: str = "high", at: datetime = T0, **kw: Any) -> Complaint
         occurred_at=at,
         customer_id=kw.pop("customer_id", "ann"),
         complaint_id=complaint_id,
-        severity=severity,  # type: ignore[arg-type]
+        severity=severity,
         category=kw.pop("category", "damaged"),
         **kw,
     )
@@ -131,10 +131,10 @@ def test_a_compensation_waits_for_the_budget_and_a_refusal_is_a_recorded_block()
     assert first.request is not None
     assert (first.request.amount_cents, first.request.currency) == (2_500, "EUR")
     refused = assess(Account("ann"), event, POLICY, NOW, "budget_day")
-    assert (refused.decision.outcome, refused.decision.reason, refused.decision.arm) == (
-        "blocked", "budget_day", "none",
-    )  # fmt: skip
-    assert refused.order is None and refused.decision.reward_id is None
+    decision = refused.decision
+    assert decision is not None
+    assert (decision.outcome, decision.reason, decision.arm) == ("blocked", "budget_day", "none")
+    assert refused.order is None and decision.reward_id is None
     assert refused.account.complaints[event.complaint_id].outcome == "blocked"
 
 
@@ -257,15 +257,16 @@ POLICIES = Policies(PointsPolicy(rates={"EUR": EarnRate(1, 100)}), compensation=
 def test_settle_reserves_then_decides_with_the_customers_spend_of_the_same_batch():
     buy = Purchase(event_id="p-1", occurred_at=T0, customer_id="ann", type="purchase",
                    order_id="o-1", amount_cents=80_000, currency="EUR")  # fmt: skip
-    events = [buy, complaint("high")]
+    complained = complaint("high")
+    events: list[Purchase | Complaint] = [buy, complained]
     first = settle(Account("ann"), events, NOW, POLICIES)
     assert [r.amount_cents for r in first.budget_requests] == [7_500]
     assert first.decisions == () and first.orders == ()
-    final = settle(Account("ann"), events, NOW, POLICIES, grants={events[1].event_id: GRANTED})
+    final = settle(Account("ann"), events, NOW, POLICIES, grants={complained.event_id: GRANTED})
     assert final.budget_requests == ()
     assert [(d.outcome, d.tier) for d in final.decisions] == [("gift_card", "vip")]
     assert [o.amount_cents for o in final.orders] == [7_500]
-    assert final.account.complaints[events[1].complaint_id].compensated
+    assert final.account.complaints[complained.complaint_id].compensated
     assert final.account.pending == 800  # the points of the same batch are still there
     replay = settle(final.account, events, NOW, POLICIES, grants={})
     assert (replay.decisions, replay.orders, replay.budget_requests) == ((), (), ())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import orjson
 import pytest
@@ -12,10 +13,10 @@ import pytest
 from schemas.codec import encode
 from schemas.outputs import DeadLetter, DeadLetterSource
 from streams.adapters.kafka_io import delete_topics
+from streams.adapters.topic_reader import read_topic
+from streams.cli.dead_letter_replay import LEDGER, Outcome, ReplayFilter, replay_dead_letters
+from streams.cli.main import main
 from streams.settings import settings_env
-from streams.tools.cli import main
-from streams.tools.dead_letter_replay import LEDGER, Outcome, ReplayFilter, replay_dead_letters
-from streams.tools.inspect import read_topic
 from tests.events import purchase, record
 from tests.support import eventually, publish
 
@@ -32,18 +33,19 @@ def ledger(settings):
     delete_topics(settings, [LEDGER])
 
 
-def dead_letters(settings, count):
+def dead_letters(settings, count: int) -> list[dict[str, Any]]:
     """The dead letters once there are `count` of them, decoded."""
     topic = settings.topic("dead-letter")
 
-    def check():
-        letters = [orjson.loads(m.value()) for m in read_topic(settings, topic)]
-        return len(letters) == count and letters
+    def check() -> list[dict[str, Any]]:
+        letters = [orjson.loads(m.value() or b"") for m in read_topic(settings, topic)]
+        assert len(letters) == count, f"{len(letters)} of {count} dead letters"
+        return letters
 
     return eventually(check)
 
 
-def fixed_cause_letter(settings):
+def fixed_cause_letter(settings) -> None:
     """A dead letter of a valid purchase (as if its cause, e.g. a missing rate, had been fixed)."""
     key, value = record("purchases", purchase(customer_id="c-7"))
     letter = DeadLetter(

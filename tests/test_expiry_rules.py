@@ -11,9 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from processors.expiry import ExpiryPolicy, next_due
-from processors.points import Account, EarnRate, PointsPolicy, with_lots
+from processors.points import Account, EarnRate, LedgerEntry, PointsPolicy, with_lots
 from processors.settlement import Policies, settle
 from schemas.models import Purchase
+from schemas.outputs import ExpiryWarning
 from streams.release_schedule import ReleaseSchedule, due_at
 from tests.test_settlement_batching import events_of, steps_st
 
@@ -96,7 +97,7 @@ def test_without_a_policy_no_lots_are_kept():
 def _run(events: list[Any], times: list[datetime], cuts: list[int]) -> tuple[Account, list[Any]]:
     """Settle in the batches `cuts` makes; the final account and every entry and warning."""
     policies = Policies(POINTS, expiry=ExpiryPolicy(3 * DAY, 6 * DAY, DAY))
-    account, entries, warnings = Account("c-1"), [], []
+    account, entries, warnings = Account("c-1"), list[LedgerEntry](), list[ExpiryWarning]()
     bounds = [0, *sorted(c for c in set(cuts) if 0 < c < len(events)), len(events)]
     for lo, hi in itertools.pairwise(bounds):
         done = settle(account, events[lo:hi], times[hi - 1], policies, times=times[lo:hi])

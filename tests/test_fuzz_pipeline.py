@@ -16,17 +16,17 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Producer
-from confluent_kafka.admin import (  # type: ignore[attr-defined]
+from confluent_kafka.admin import (  # type: ignore[attr-defined]  # admin does not re-export these
     AlterConfigOpType,
     ConfigEntry,
     ConfigResource,
     ResourceType,
 )
-from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
+from jsonschema import Draft202012Validator
 
 from streams.adapters.kafka_io import TOPIC_CONFIGS, admin_client
-from streams.tools.inspect import read_topic
-from streams.tools.worker_process import Samples
+from streams.adapters.topic_reader import read_topic
+from streams.cli.worker_metrics import Samples
 from tests.fuzz import POISON, SCHEMAS, TOPICS, Fuzzer, Record
 from tests.fuzz_oracle import FORMATS, Oracle, Run, parse_time
 from tests.support import Sent, eventually
@@ -204,7 +204,7 @@ def check_dead_letters(settings, run: Run) -> None:
 
     problems: list[str] = []
     seen: Counter[tuple[Any, Any, Any]] = Counter()
-    for msg in eventually(letters, timeout_s=20):  # type: ignore[attr-defined]
+    for msg in eventually(letters, timeout_s=20):
         letter = json.loads(msg.value())
         source = letter.get("source", {})
         seen[(source.get("topic"), source.get("partition"), source.get("offset"))] += 1
@@ -272,7 +272,7 @@ def check_surveys(worker, run: Run) -> None:
     want = Counter(
         "promoter" if d["score"] >= 9 else "passive" if d["score"] >= 7 else "detractor"
         for d in run.processed("survey-responses")
-        if parse_time(d["occurred_at"]) >= since  # type: ignore[operator]
+        if parse_time(d["occurred_at"]) >= since  # type: ignore[operator]  # processed: valid time
     )
     got = {c: worker.total("rewards_nps_responses", window="7d", category=c) for c in want}
     assert got == want, f"NPS answers {got}, expected {dict(want)}"

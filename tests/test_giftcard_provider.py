@@ -19,8 +19,8 @@ from streams.adapters.giftcard_client import (
     ProviderRejected,
     ProviderUnavailable,
 )
-from streams.tools.sandbox_process import SandboxProcess
-from streams.tools.worker_process import free_port
+from streams.bench.sandbox_process import SandboxProcess
+from streams.bench.worker_process import free_port
 
 FAST = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05, "poll_interval_s": 0.02}
 

@@ -76,7 +76,14 @@ def test_disposable_domains_come_from_the_maintained_list(email, disposable):
     assert is_disposable(email) is disposable
 
 
-def address(line1, postal="NW1 6XE", city="London", country="GB", line2=None, region=None):
+def address(
+    line1: str | None,
+    postal: str | None = "NW1 6XE",
+    city: str | None = "London",
+    country: str = "GB",
+    line2: str | None = None,
+    region: str | None = None,
+) -> ShippingAddress:
     return ShippingAddress(line1=line1, line2=line2, city=city, region=region,
                            postal_code=postal, country=country)  # fmt: skip
 

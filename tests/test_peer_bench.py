@@ -8,9 +8,9 @@ import orjson
 import pytest
 
 from streams.adapters.kafka_io import admin_client
-from streams.tools.peer_bench import PeerBenchOptions, run_peer_bench
-from streams.tools.peer_data import verify
-from streams.tools.peer_procs import Peer
+from streams.bench.peer_data import verify
+from streams.bench.peer_procs import Peer
+from streams.bench.peers import PeerBenchOptions, run_peer_bench
 
 EVENTS = 10_000
 """Enough for several output bursts: the first burst is not counted (start-up is excluded)."""

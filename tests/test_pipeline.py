@@ -3,30 +3,39 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import orjson
 import pytest
 import redis
 
 from streams.adapters.dedupe import seen_namespace
-from streams.tools.inspect import read_topic
+from streams.adapters.topic_reader import read_topic
 from tests.events import BUILDERS, purchase, record
 from tests.support import eventually, publish, settled
 
 pytestmark = pytest.mark.integration
 
 
-def dead_letters(settings):
-    """Every dead letter so far, decoded."""
-    return [orjson.loads(m.value()) for m in read_topic(settings, settings.topic("dead-letter"))]
+def dead_letters(settings, count: int | None = None) -> list[dict[str, Any]]:
+    """Every dead letter so far, decoded; with `count`, once there are that many."""
+
+    def read() -> list[dict[str, Any]]:
+        topic = settings.topic("dead-letter")
+        letters = [orjson.loads(m.value() or b"") for m in read_topic(settings, topic)]
+        assert count is None or len(letters) == count, f"{len(letters)} of {count} dead letters"
+        return letters
+
+    return read() if count is None else eventually(read)
 
 
 def test_valid_events_of_every_topic_are_admitted(settings, start_worker):
     worker = start_worker(settings)
     for topic, build in BUILDERS.items():
         publish(settings, topic, [record(topic, build()) for _ in range(3)])
-    for topic in BUILDERS:
-        eventually(lambda t=topic: worker.total("rewards_events_processed_total", topic=t) == 3)
+    eventually(
+        lambda: all(worker.total("rewards_events_processed_total", topic=t) == 3 for t in BUILDERS)
+    )
     assert worker.total("rewards_dead_letters_total") == 0
     assert dead_letters(settings) == []
 
@@ -47,7 +56,7 @@ def test_each_bad_input_kind_is_dead_lettered_with_its_source(settings, start_wo
     sent = publish(settings, "purchases", [*bad, mismatched_key])
     expected = [*BAD_PURCHASES, "key_mismatch"]
 
-    letters = eventually(lambda: (d := dead_letters(settings)) and len(d) == len(sent) and d)
+    letters = dead_letters(settings, len(sent))
     by_offset = {(d["source"]["partition"], d["source"]["offset"]): d for d in letters}
     for reason, record_sent in zip(expected, sent, strict=True):
         letter = by_offset[(record_sent.partition, record_sent.offset)]
@@ -56,8 +65,13 @@ def test_each_bad_input_kind_is_dead_lettered_with_its_source(settings, start_wo
         assert base64.b64decode(letter["original_value_b64"]) == record_sent.value
         assert base64.b64decode(letter["original_key_b64"]) == record_sent.key
         assert letter["detail"]
-    for reason in expected:
-        assert worker.total("rewards_dead_letters_total", topic="purchases", reason=reason) == 1
+
+    def counted() -> bool:  # counted once the transaction commits: a moment after the topic
+        for reason in expected:
+            assert worker.total("rewards_dead_letters_total", topic="purchases", reason=reason) == 1
+        return True
+
+    eventually(counted)
 
     publish(settings, "purchases", [record("purchases", purchase())])
     eventually(lambda: worker.total("rewards_events_processed_total", topic="purchases") == 1)
@@ -70,10 +84,10 @@ def test_bad_input_on_other_topics_is_dead_lettered(settings, start_worker, topi
     event = BUILDERS[topic]()
     event["event_id"] = 42
     sent = publish(settings, topic, [(b"c-1", b"not json"), record(topic, event)])
-    letters = eventually(lambda: (d := dead_letters(settings)) and len(d) == 2 and d)
+    letters = dead_letters(settings, 2)
     assert sorted(d["reason"] for d in letters) == ["invalid_json", "wrong_type"]
     assert {d["source"]["offset"] for d in letters} == {s.offset for s in sent}
-    assert worker.total("rewards_dead_letters_total", topic=topic) == 2
+    eventually(lambda: worker.total("rewards_dead_letters_total", topic=topic) == 2)  # at commit
 
 
 def test_duplicate_event_ids_are_processed_once_even_across_restarts(settings, start_worker):

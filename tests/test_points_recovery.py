@@ -6,6 +6,8 @@ import random
 import shutil
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any
 
 import msgspec
 import orjson
@@ -16,8 +18,8 @@ from processors.points import Account
 from processors.settlement import settle
 from schemas.models import Purchase
 from streams.adapters.dedupe import seen_namespace
-from streams.hot_path import points_policy
-from streams.tools.inspect import read_topic
+from streams.adapters.topic_reader import read_topic
+from streams.assembly import points_policy
 from tests.events import new_id, purchase, record
 from tests.support import eventually, publish
 from tests.test_points_pipeline import balance_is
@@ -26,13 +28,13 @@ pytestmark = pytest.mark.integration
 CUSTOMERS = [f"c-{i:03d}" for i in range(40)]
 
 
-def workload(seed: int, size: int) -> list[dict]:
+def workload(seed: int, size: int) -> list[dict[str, Any]]:
     """Purchases (some with holds already ended) and partial refunds, no redemptions: the final
     balances then do not depend on how the worker happened to batch the events."""
     rng = random.Random(seed)
     now = datetime.now(UTC)
-    events: list[dict] = []
-    orders: list[dict] = []
+    events: list[dict[str, Any]] = []
+    orders: list[dict[str, Any]] = []
     for _ in range(size):
         if orders and rng.random() < 0.25:
             bought = rng.choice(orders)
@@ -49,7 +51,7 @@ def workload(seed: int, size: int) -> list[dict]:
     return events
 
 
-def expected_balances(settings, events: list[dict]) -> dict[str, Account]:
+def expected_balances(settings, events: list[dict[str, Any]]) -> dict[str, Account]:
     """The pure model's answer: each customer's events settled in order."""
     by_customer: defaultdict[str, list[Purchase]] = defaultdict(list)
     for event in events:
@@ -58,11 +60,11 @@ def expected_balances(settings, events: list[dict]) -> dict[str, Account]:
     return {c: settle(Account(c), ps, now, policy).account for c, ps in by_customer.items()}
 
 
-def authoritative_ledger(settings) -> dict[str, dict[int, dict]]:
+def authoritative_ledger(settings) -> dict[str, dict[int, dict[str, Any]]]:
     """Per customer and sequence, the entry at the highest offset (README: rebuilding balances)."""
-    latest: defaultdict[str, dict[int, dict]] = defaultdict(dict)
+    latest: defaultdict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
     for message in read_topic(settings, settings.topic("points-ledger"), timeout_s=30):
-        entry = orjson.loads(message.value())
+        entry = orjson.loads(message.value() or b"")
         latest[entry["customer_id"]][entry["sequence"]] = entry
     return latest
 
@@ -71,7 +73,7 @@ def assert_consistent(worker, settings, expected: dict[str, Account]) -> None:
     """HTTP, Redis and the ledger all agree with the pure model, for every customer."""
     for customer, account in expected.items():
         eventually(
-            lambda c=customer, a=account: balance_is(worker, settings, c, a.pending, a.available)
+            partial(balance_is, worker, settings, customer, account.pending, account.available)
         )
     ledger = authoritative_ledger(settings)
     for customer, account in expected.items():
@@ -89,7 +91,10 @@ def assert_consistent(worker, settings, expected: dict[str, Account]) -> None:
 def test_replaying_the_same_events_changes_nothing(settings, start_worker):
     worker = start_worker(settings)
     events = workload(seed=7, size=300)
-    send_all = lambda: publish(settings, "purchases", [record("purchases", e) for e in events])  # noqa: E731
+
+    def send_all() -> None:
+        publish(settings, "purchases", [record("purchases", e) for e in events])
+
     send_all()
     eventually(lambda: worker.total("rewards_events_processed_total", topic="purchases") == 300)
     expected = expected_balances(settings, events)
@@ -140,7 +145,7 @@ def lag_known(worker) -> bool:
     return any(name == "rewards_consumer_lag" for name, _ in worker.samples())
 
 
-def publish_fast(settings, events: list[dict]) -> None:
+def publish_fast(settings, events: list[dict[str, Any]]) -> None:
     """All events in one go (the ordering per customer still holds: one partition per key)."""
     from streams.adapters.kafka_io import fast_producer, produce
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -11,7 +12,9 @@ from hypothesis import strategies as st
 from processors.ids import stable_id
 from processors.points import (
     Account,
+    Anomaly,
     EarnRate,
+    LedgerEntry,
     Multiplier,
     Outcome,
     PointsPolicy,
@@ -91,7 +94,7 @@ def test_refund_reversals(refunds, released_first, pending, available, shortfall
     account = buy(Account("c-1"), "o-1", 10_000).account
     if released_first:
         account = release_due(account, T0 + timedelta(days=15)).account
-    anomalies = []
+    anomalies: list[Anomaly] = []
     for n, cents in enumerate(refunds):
         out = reverse(account, event_id=f"r-{n}", order_id="o-1", refunded_cents=cents, at=T0)
         account, anomalies = out.account, anomalies + list(out.anomalies)
@@ -157,7 +160,7 @@ operations = st.lists(
 @settings(max_examples=300, deadline=None)
 @given(operations)
 def test_balances_equal_the_ledger_never_go_negative_and_replays_are_idempotent(ops):
-    account, ledger = Account("c-1"), []
+    account, ledger = Account("c-1"), list[LedgerEntry]()
     for op in ops:
         out = apply(account, op)
         replay = apply(out.account, op)
@@ -173,7 +176,7 @@ def test_balances_equal_the_ledger_never_go_negative_and_replays_are_idempotent(
     assert len({e.entry_id for e in ledger}) == len(ledger)
 
 
-def apply(account: Account, op: tuple) -> Outcome:
+def apply(account: Account, op: tuple[Any, ...]) -> Outcome:
     if op[0] == "buy":
         _, order, cents, redeem = op
         return buy(account, f"o-{order}", cents, redeem=redeem)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -47,7 +48,8 @@ def run(batches: Batches, policy: PointsPolicy = POLICY) -> tuple[Account, list[
     return account, done
 
 
-SCENARIOS = {  # batches -> (pending, available), anomalies (kind, order, points), credits
+Scenario = tuple[Batches, tuple[int, int], list[tuple[Any, ...]], list[tuple[Any, ...]]]
+SCENARIOS: dict[str, Scenario] = {  # batches -> (pending, available), anomalies, credits
     "purchase-is-pending": ([(0, [buy("o-1", 4599)])], (45, 0), [], []),
     "released-after-hold": ([(0, [buy("o-1", 4599)]), (14, [])], (0, 45), [], [("o-1", 45)]),
     "not-released-before-hold": ([(0, [buy("o-1", 4599)]), (13.9, [])], (45, 0), [], []),
@@ -247,7 +249,7 @@ op = st.one_of(
 batches_st = st.lists(st.tuples(st.integers(0, 25), st.lists(op, max_size=8)), max_size=8)
 
 
-def events_of(batches: list) -> list[tuple[datetime, list[Purchase]]]:
+def events_of(batches: list[Any]) -> list[tuple[datetime, list[Purchase]]]:
     """Concrete (now, events) batches; every event has its own id, the clock never goes back."""
     out, now, n = [], T0, 0
     for step, ops in batches:

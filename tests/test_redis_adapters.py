@@ -17,25 +17,31 @@ from tests.support import eventually, publish
 pytestmark = pytest.mark.integration
 
 
-def index(url: str, namespace: str, metrics: PipelineMetrics | None = None) -> FirstSeenIndex:
-    return FirstSeenIndex(
-        Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1),
+def index(
+    url: str, namespace: str, metrics: PipelineMetrics | None = None
+) -> tuple[FirstSeenIndex, Redis]:
+    """The index and its client (to close in the event loop that used it)."""
+    client = Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+    first_seen = FirstSeenIndex(
+        client,
         namespace=namespace,
         ttl_s=3600,
         retry_max_s=0.2,
         metrics=metrics or PipelineMetrics.create(CollectorRegistry()),
     )
+    return first_seen, client
 
 
 def test_first_seen_index_tells_new_redelivered_and_duplicate(settings):
-    first_seen = index(settings.redis_url, settings.app_id)
+    first_seen, client = index(settings.redis_url, settings.app_id)
     a, b = Position("t", 0, 10), Position("t", 1, 99)
 
-    async def scenario():
-        return (
-            await first_seen.mark([("e-1", a), ("e-2", a), ("e-1", b)]),
-            await first_seen.mark([("e-1", a), ("e-2", b)]),
-        )
+    async def scenario() -> tuple[list[str | None], list[str | None]]:
+        async with client:
+            return (
+                await first_seen.mark([("e-1", a), ("e-2", a), ("e-1", b)]),
+                await first_seen.mark([("e-1", a), ("e-2", b)]),
+            )
 
     first, second = asyncio.run(scenario())
     assert [classify_delivery(m, p) for m, p in zip(first, [a, a, b], strict=True)] == [
@@ -49,23 +55,30 @@ def test_first_seen_index_tells_new_redelivered_and_duplicate(settings):
 def test_marks_expire(settings):
     import redis
 
-    first_seen = index(settings.redis_url, settings.app_id)
-    asyncio.run(first_seen.mark([("e-ttl", Position("t", 0, 1))]))
-    ttl = redis.Redis.from_url(settings.redis_url).ttl(f"{settings.app_id}:t:e-ttl")
+    first_seen, client = index(settings.redis_url, settings.app_id)
+
+    async def scenario() -> None:
+        async with client:
+            await first_seen.mark([("e-ttl", Position("t", 0, 1))])
+
+    asyncio.run(scenario())
+    with redis.Redis.from_url(settings.redis_url) as sync:
+        ttl = sync.ttl(f"{settings.app_id}:t:e-ttl")
     assert 3500 < ttl <= 3600
 
 
 def test_outage_holds_the_batch_and_catches_up(private_redis):
     metrics = PipelineMetrics.create(CollectorRegistry())
-    first_seen = index(private_redis.url, "outage", metrics)
+    first_seen, client = index(private_redis.url, "outage", metrics)
     private_redis.stop()
 
-    async def scenario():
-        task = asyncio.create_task(first_seen.mark([("e-1", Position("t", 0, 1))]))
-        await asyncio.sleep(1.5)
-        held = not task.done()
-        await asyncio.to_thread(private_redis.start)
-        return held, await asyncio.wait_for(task, 30)
+    async def scenario() -> tuple[bool, list[str | None]]:
+        async with client:
+            task = asyncio.create_task(first_seen.mark([("e-1", Position("t", 0, 1))]))
+            await asyncio.sleep(1.5)
+            held = not task.done()
+            await asyncio.to_thread(private_redis.start)
+            return held, await asyncio.wait_for(task, 30)
 
     held, marks = asyncio.run(scenario())
     assert held, "an unreachable Redis must hold the batch, not decide blindly"

@@ -13,7 +13,7 @@ from processors.points import Account, EarnRate, PointsPolicy
 from processors.referral_rings import ring_edges
 from processors.referrals import Cap, ReferralPolicy, referral_key, referral_order_id
 from processors.settlement import Event, Policies, Settlement, settle
-from schemas.models import FraudDecision, Purchase, ReferralCommand
+from schemas.models import Decision, FraudDecision, OperatorDecision, Purchase, ReferralCommand
 
 T0 = datetime(2026, 11, 1, 12, tzinfo=UTC)
 HOLD = timedelta(days=14)
@@ -32,7 +32,7 @@ KEY = referral_key("alice", "bob")
 
 
 def signup(
-    referrer: str = "alice", at: datetime = T0, decision: str = "approve", **kw: Any
+    referrer: str = "alice", at: datetime = T0, decision: Decision = "approve", **kw: Any
 ) -> ReferralCommand:
     """A sign-up command for referee bob (or `customer_id`)."""
     referee = kw.pop("customer_id", "bob")
@@ -45,7 +45,7 @@ def signup(
         referrer_id=referrer,
         referee_id=referee,
         source_event_id=kw.pop("source", f"su-{referrer}-{at.isoformat()}"),
-        decision=decision,  # type: ignore[arg-type]
+        decision=decision,
         score=0.0,
         alert_id="fa-1",
         **kw,
@@ -71,11 +71,11 @@ def refund(order: str, cents: int, at: datetime, n: int = 1) -> Purchase:
     )  # fmt: skip
 
 
-def decision(verdict: str, n: int = 1) -> FraudDecision:
+def decision(verdict: OperatorDecision, n: int = 1) -> FraudDecision:
     """An operator's decision on bob."""
     return FraudDecision(
         event_id=f"fd-{n}", occurred_at=T0 + timedelta(days=2), referee_id="bob",
-        decision=verdict, operator="ops-ana",  # type: ignore[arg-type]
+        decision=verdict, operator="ops-ana",
     )  # fmt: skip
 
 
@@ -369,12 +369,14 @@ def test_a_ring_edge_whose_rewards_were_released_stays_paid_and_is_reported_once
     assert again.account == late.account and again.referral_rewards == ()
 
 
-def rescore(decision: str, n: int = 1, at: datetime = T0 + timedelta(days=2)) -> ReferralCommand:
+def rescore(
+    decision: Decision, n: int = 1, at: datetime = T0 + timedelta(days=2)
+) -> ReferralCommand:
     """Late evidence against alice -> bob."""
     return ReferralCommand(
         event_id=f"rs-{n}", occurred_at=at, command="rescore", customer_id="bob",
         referral_key=KEY, referrer_id="alice", referee_id="bob", source_event_id=f"p-late-{n}",
-        decision=decision, score=90.0 if decision == "reject" else 70.0, alert_id="fa-late",  # type: ignore[arg-type]
+        decision=decision, score=90.0 if decision == "reject" else 70.0, alert_id="fa-late",
     )  # fmt: skip
 
 

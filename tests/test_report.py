@@ -1,4 +1,4 @@
-"""`streams.tools.report`: a real Prometheus scrapes a fixed exposition; the report shows it."""
+"""`streams.cli.report`: a real Prometheus scrapes a fixed exposition; the report shows it."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.tools.report import ReportError, _trend, render_report
-from streams.tools.worker_process import free_port
+from streams.bench.worker_process import free_port
+from streams.cli.report import ReportError, _trend, render_report
 from tests.prometheus import PrometheusProcess
 from tests.support import REPO
 
@@ -147,10 +147,13 @@ def exporter() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def prometheus(exporter, tmp_path_factory) -> Iterator[PrometheusProcess]:
-    """Prometheus scraping the fake worker, with the recording rules, once they have data."""
+    """Prometheus scraping the fake worker, once every series the report reads has data: each
+    recording rule's (one rule's first evaluation says nothing of the next one's) and the
+    gift-card counter's increase (two scrapes)."""
     rules = REPO / "deploy" / "prometheus" / "rules" / "recording.yml"
     with PrometheusProcess([exporter], tmp_path_factory.mktemp("prometheus"), [rules]) as prom:
-        prom.wait_for("rewards:nps:score")
+        for series in prom.recorded():  # the exposition is fixed: the first values are final
+            prom.wait_for(series)
         prom.wait_for('increase(rewards_gift_cards_issued_total{tier="critical"}[1m]) > 0')
         yield prom
 

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 def rewards(settings, *args: str) -> subprocess.CompletedProcess[str]:
     """Run `rewards ...` as an operator would."""
     return subprocess.run(
-        [sys.executable, "-m", "streams.tools.cli", *args],
+        [sys.executable, "-m", "streams.cli", *args],
         env=settings_env(settings), cwd=REPO, capture_output=True, text=True, check=False,
     )  # fmt: skip
 
@@ -47,7 +47,13 @@ def test_held_referrals_are_listed_oldest_first_and_survive_a_restart(settings, 
     held_for_review(settings, referrer, first, 1)
     eventually(lambda: any(first in line and "held" in line for line in queue(settings)))
     held_for_review(settings, referrer, second, 2)
-    lines = eventually(lambda: (q := queue(settings)) and sum("held" in x for x in q) == 2 and q)
+
+    def both_held() -> list[str]:
+        lines = queue(settings)
+        assert sum("held" in x for x in lines) == 2, lines
+        return lines
+
+    lines = eventually(both_held)
     assert [x for x in lines if first in x or second in x] == lines[:2]
     assert first in lines[0] and second in lines[1], lines
     assert all("same_device(" in x and "score " in x and "[waiting]" in x for x in lines[:2])
@@ -71,6 +77,12 @@ def test_held_referrals_are_listed_oldest_first_and_survive_a_restart(settings, 
     assert stopped[-1] == "2 waiting for a decision (1 decided, pending)"
 
     start_worker(settings)
-    after = eventually(lambda: (q := queue(settings)) and len(q) == 2 and q)
+
+    def one_left() -> list[str]:  # an entry and the summary line
+        lines = queue(settings)
+        assert len(lines) == 2, lines
+        return lines
+
+    after = eventually(one_left)
     assert second in after[0] and "[waiting]" in after[0]
     assert not any(first in x for x in after)

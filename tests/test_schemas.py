@@ -32,6 +32,7 @@ from schemas import (
     FraudRuleHit,
     FraudThresholds,
     GiftCard,
+    Purchase,
     RewardIssued,
     ShippingAddress,
     encode,
@@ -486,18 +487,20 @@ def test_valid_variant_is_accepted_by_schema_and_codec(topic: str, raw: bytes) -
 def test_points_redeemed_defaults_to_zero() -> None:
     for value in ({}, {"points_redeemed": None}):
         event = CODEC.decode("purchases", dumps({**example("purchases.purchase"), **value}))
-        assert event.points_redeemed == 0  # type: ignore[union-attr]
+        assert isinstance(event, Purchase)
+        assert event.points_redeemed == 0
 
 
 def test_integral_floats_are_integers_as_in_json_schema() -> None:
     raw = dumps({**example("purchases.purchase"), "amount_cents": 7, "points_redeemed": 8})
     for amount, redeemed in [(b"45.0", b"1e1"), (b"1E2", b"-0.0"), (b"4599.000", b"0.0")]:
         event = CODEC.decode("purchases", raw.replace(b"7", amount, 1).replace(b"8", redeemed, 1))
-        assert (event.amount_cents, event.points_redeemed) == (  # type: ignore[union-attr]
+        assert isinstance(event, Purchase)
+        assert (event.amount_cents, event.points_redeemed) == (
             int(float(amount)),
             int(float(redeemed)),
         )
-        assert type(event.amount_cents) is int  # type: ignore[union-attr]
+        assert type(event.amount_cents) is int
     for fraction in (b"45.5", b"1e-1"):
         assert codec_reason("purchases", raw.replace(b"7", fraction, 1)) == "wrong_type"
 

@@ -8,7 +8,7 @@ import sys
 import uuid
 
 import pytest
-from confluent_kafka.admin import NewTopic
+from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]  # not re-exported by admin
 
 from streams.adapters.kafka_io import admin_client
 from streams.settings import Settings, settings_table, with_settings_table
@@ -43,7 +43,7 @@ def run_worker(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("REWARDS_")}
     merged = {**clean, **VALID, **env}
     return subprocess.run(
-        [sys.executable, "-m", "streams.tools.cli", "worker"],
+        [sys.executable, "-m", "streams.cli", "worker"],
         env={k: v for k, v in merged.items() if v != ""},
         cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
@@ -95,6 +95,6 @@ def test_the_readme_configuration_table_is_the_settings():
 
 
 def test_the_config_command_prints_the_table():
-    done = subprocess.run([sys.executable, "-m", "streams.tools.cli", "config"], cwd=REPO,
+    done = subprocess.run([sys.executable, "-m", "streams.cli", "config"], cwd=REPO,
                           capture_output=True, text=True, check=True)  # fmt: skip
     assert done.stdout == settings_table()

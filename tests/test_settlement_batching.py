@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -44,7 +45,7 @@ def events_of(steps: list[Any]) -> tuple[list[Event], list[datetime]]:
     now = T0
     for n, (hours, (kind, *args)) in enumerate(steps):
         now += timedelta(hours=hours)
-        common = {"event_id": f"ev-{n}", "customer_id": "c-1"}
+        common: dict[str, Any] = {"event_id": f"ev-{n}", "customer_id": "c-1"}
         if kind == "purchase":
             order, cents, currency, back, redeem = args
             events.append(Purchase(**common, occurred_at=now - back * DAY, type="purchase",
@@ -86,7 +87,8 @@ def run(
 ) -> tuple[Account, dict[str, list[Any]]]:
     """Settle `events` in the batches `cuts` makes (each ending at its last event's time); the
     final account and everything published, by kind, in order."""
-    account, published = start or Account("c-1"), {kind: [] for kind in KINDS}
+    account = start or Account("c-1")
+    published: dict[str, list[Any]] = {kind: [] for kind in KINDS}
     bounds = [0, *sorted(c for c in set(cuts) if 0 < c < len(events)), len(events)]
     for lo, hi in itertools.pairwise(bounds if events else []):
         done = settle_batch(account, events[lo:hi], times[lo:hi], times[hi - 1])
@@ -140,12 +142,8 @@ def test_following_up_one_event_at_a_time_is_the_full_follow_up(steps):
     purchases and complaints in any order)."""
     events, times = events_of(steps)
     fast = run(events, times, [])
-    full = processors.settlement.follow_up_after
-    try:
-        processors.settlement.follow_up_after = lambda account, _event, policy: follow_up(
-            account, policy
-        )
+    with pytest.MonkeyPatch.context() as patch:  # not the fixture: hypothesis runs many examples
+        slow_follow_up = lambda account, _, policy: follow_up(account, policy)  # noqa: E731
+        patch.setattr(processors.settlement, "follow_up_after", slow_follow_up)
         slow = run(events, times, [])
-    finally:
-        processors.settlement.follow_up_after = full
     assert fast == slow

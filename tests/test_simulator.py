@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.tools.simulator import BAD_KINDS, ShopSimulator, SimEvent
+from streams.cli.simulator import BAD_KINDS, ShopSimulator, SimEvent
 
 START = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 N = 20_000
@@ -235,7 +235,7 @@ def test_naive_start_is_taken_as_utc() -> None:
 def test_sim_event_is_frozen() -> None:
     event = SimEvent("purchases", b"k", b"{}", "purchase")
     with pytest.raises(dataclasses.FrozenInstanceError):
-        event.kind = "other"  # type: ignore[misc]
+        event.kind = "other"  # type: ignore[misc]  # read-only: what this test checks
 
 
 @pytest.mark.parametrize(

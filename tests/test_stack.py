@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 
 import pytest
-from confluent_kafka import KafkaException, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka.admin import (  # type: ignore[attr-defined]  # admin does not re-export NewTopic
+    AdminClient,
+    ClusterMetadata,
+    NewTopic,
+)
 
 from tests.support import eventually
 
@@ -30,9 +34,13 @@ def test_three_broker_cluster_replicates_and_survives_a_broker_loss(cluster):
     admin = AdminClient({"bootstrap.servers": bootstrap})
     # A just-started broker can be registered yet fenced for a moment: RF 3 waits for all three.
     eventually(lambda: create_replicated(admin), timeout_s=90, every_s=1.0)
-    metadata = eventually(
-        lambda: (m := admin.list_topics(timeout=20)) and "replicated" in m.topics and m
-    )
+
+    def replicated() -> ClusterMetadata:
+        metadata = admin.list_topics(timeout=20)
+        assert "replicated" in metadata.topics, sorted(metadata.topics)
+        return metadata
+
+    metadata = eventually(replicated)
     assert sorted(metadata.brokers) == [1, 2, 3]
     for partition in metadata.topics["replicated"].partitions.values():
         assert sorted(partition.replicas) == [1, 2, 3]
@@ -42,9 +50,13 @@ def test_three_broker_cluster_replicates_and_survives_a_broker_loss(cluster):
     producer = Producer(
         {"bootstrap.servers": bootstrap, "acks": "all", "message.timeout.ms": 60000}
     )
-    failures: list[object] = []
+    failures: list[KafkaError] = []
+
+    def delivered(err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            failures.append(err)
+
     for i in range(30):
-        producer.produce("replicated", value=b"x", key=str(i).encode(),
-                         on_delivery=lambda err, _msg: err and failures.append(err))  # fmt: skip
+        producer.produce("replicated", value=b"x", key=str(i).encode(), on_delivery=delivered)
     assert producer.flush(90) == 0
     assert failures == [], "min.insync.replicas=2 must still accept writes with one broker down"

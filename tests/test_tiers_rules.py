@@ -23,7 +23,8 @@ from processors.tiers import (
     qualify,
     qualifying,
 )
-from schemas.models import Purchase
+from schemas.models import Purchase, PurchaseType
+from schemas.outputs import TierChange
 from streams.loyalty import TierCounts
 from tests.test_settlement_batching import events_of, steps_st
 
@@ -35,9 +36,11 @@ GRACE = TierPolicy(LADDER, "spend", period_days=30, grace_days=10)
 POINTS = PointsPolicy(rates={"EUR": EarnRate(1, 100), "USD": EarnRate(2, 100)}, hold=14 * DAY)
 
 
-def buy(n: int, cents: int, at: datetime, kind: str = "purchase", order: str = "") -> Purchase:
+def buy(
+    n: int, cents: int, at: datetime, kind: PurchaseType = "purchase", order: str = ""
+) -> Purchase:
     """A purchase (or refund) event of `cents` EUR at `at`."""
-    return Purchase(event_id=f"e-{n}", customer_id="c-1", occurred_at=at, type=kind,  # type: ignore[arg-type]
+    return Purchase(event_id=f"e-{n}", customer_id="c-1", occurred_at=at, type=kind,
                     order_id=order or f"o-{n}", amount_cents=cents, currency="EUR")  # fmt: skip
 
 
@@ -135,7 +138,7 @@ def test_held_is_the_best_supported_tier_within_the_grace():
 def _run(events: list[Any], times: list[datetime], cuts: list[int]) -> tuple[Account, list[Any]]:
     """Settle in the batches `cuts` makes; the final account and the tier changes, in order."""
     policies = Policies(POINTS, tiers=GRACE)
-    account, changes = Account("c-1"), []
+    account, changes = Account("c-1"), list[TierChange]()
     bounds = [0, *sorted(c for c in set(cuts) if 0 < c < len(events)), len(events)]
     for lo, hi in itertools.pairwise(bounds):
         done = settle(account, events[lo:hi], times[hi - 1], policies, times=times[lo:hi])

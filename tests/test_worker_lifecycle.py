@@ -5,12 +5,13 @@ from __future__ import annotations
 import base64
 import signal
 import time
+from typing import Any
 
 import orjson
 import pytest
 
-from streams.tools.inspect import read_topic
-from streams.tools.worker_process import free_port
+from streams.adapters.topic_reader import read_topic
+from streams.bench.worker_process import free_port
 from tests.events import new_id
 from tests.support import eventually, http_get, settled
 from tests.test_points_pipeline import buy, http_balance, send
@@ -18,8 +19,9 @@ from tests.test_points_pipeline import buy, http_balance, send
 pytestmark = pytest.mark.integration
 
 
-def dead_letters(settings) -> list[dict]:
-    return [orjson.loads(m.value()) for m in read_topic(settings, settings.topic("dead-letter"))]
+def dead_letters(settings) -> list[dict[str, Any]]:
+    topic = settings.topic("dead-letter")
+    return [orjson.loads(m.value() or b"") for m in read_topic(settings, topic)]
 
 
 def test_a_record_that_makes_the_rules_raise_is_dead_lettered_alone(settings, start_worker):
@@ -35,8 +37,8 @@ def test_a_record_that_makes_the_rules_raise_is_dead_lettered_alone(settings, st
     assert letter["reason"] == "processing_error"
     assert "ZeroDivisionError" in letter["detail"]
     assert orjson.loads(base64.b64decode(letter["original_value_b64"])) == poison
-    for customer in customers:  # everything else took effect, the poison's customer's too
-        eventually(lambda c=customer: http_balance(worker, c)[1].get("pending") == 30)
+    # everything else took effect, the poison's customer's too
+    eventually(lambda: all(http_balance(worker, c)[1].get("pending") == 30 for c in customers))
     worker.stop()
     restarted = start_worker(settings, module="tests.poisoned_worker")  # no crash on restart
     send(settings, buy(customers[1], 1000))
@@ -69,7 +71,7 @@ def test_sigterm_stops_a_busy_worker_within_seconds(settings, start_worker):
     assert time.monotonic() - started < 10
 
 
-def readiness(worker) -> dict:
+def readiness(worker) -> dict[str, Any]:
     """The worker's /ready answer (status 200 only when every assigned partition is ready)."""
     status, body = http_get(worker, "/ready")
     return body if status == 200 else {}
@@ -82,14 +84,19 @@ def test_a_fresh_worker_routes_balances_within_a_second_of_being_ready(settings,
     settled(first, 12, topics=["purchases"], topic="purchases")
     other = {"web_port": free_port(), "data_dir": settings.data_dir / "b"}
     second = start_worker(settings.model_copy(update=other))
-    split = eventually(lambda: (
-        (a := readiness(first)) and (b := readiness(second))
-        and sorted(a["partitions"] + b["partitions"]) == [0, 1] and (a, b)
-    ), 90, 0.05)  # fmt: skip
+
+    def both_ready() -> tuple[dict[str, Any], dict[str, Any]]:
+        a, b = readiness(first), readiness(second)
+        assert a and b and sorted(a["partitions"] + b["partitions"]) == [0, 1], (a, b)
+        return a, b
+
+    split = eventually(both_ready, 90, 0.05)
     ready_at = time.monotonic()
     assert all(part["partitions"] for part in split)  # each worker owns one partition
-    for worker in (first, second):
-        eventually(lambda w=worker: all(http_balance(w, c)[0] == 200 for c in customers), 5, 0.05)
+    workers = (first, second)
+    eventually(
+        lambda: all(http_balance(w, c)[0] == 200 for w in workers for c in customers), 5, 0.05
+    )
     assert time.monotonic() - ready_at < 1.0
     for worker in (first, second):
         assert {http_balance(worker, c)[1]["pending"] for c in customers} == {10}

@@ -99,7 +99,7 @@ class AccountStore:
         wanted = sorted(set(partitions) - set(self._dbs))
         if not wanted:
             return 0
-        starts = {p: self._open(p) for p in wanted}
+        starts = self.open(wanted)
         _, ends = self._bounds(wanted)
         for partition in [p for p in wanted if starts[p] > ends[p]]:
             log.warning("local state of partition %d is ahead of %s: rebuilding it",
@@ -124,6 +124,11 @@ class AccountStore:
         finally:
             consumer.close()
         return {p: int(m[0]) for p, m in marks.items()}, {p: int(m[1]) for p, m in marks.items()}
+
+    def open(self, partitions: Iterable[int]) -> dict[int, int]:
+        """Open the partitions' local stores (without reading the changelog); the changelog
+        offset each one has reached."""
+        return {p: self._open(p) for p in partitions if p not in self._dbs}
 
     def _open(self, partition: int) -> int:
         path = self._directory / f"p{partition}"
@@ -261,7 +266,7 @@ class AccountStore:
         self._staged.clear()
         self._staged_clock.clear()
 
-    def discard(self) -> None:
+    def discarded(self) -> None:
         """The transaction was aborted: forget what was staged."""
         self._staged.clear()
         self._staged_clock.clear()

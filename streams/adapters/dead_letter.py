@@ -21,7 +21,7 @@ from confluent_kafka import Message
 
 from schemas.codec import encode
 from schemas.outputs import DeadLetter, DeadLetterSource
-from streams.adapters.outbox import Outbox
+from streams.adapters.outbox import Emitter
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ ENVELOPE_ROOM = 16 * 1024
 class DeadLetterSink:
     """Produces dead letters into the open transaction and counts them once it commits."""
 
-    def __init__(self, outbox: Outbox, max_bytes: int = DEAD_LETTER_MAX_BYTES) -> None:
+    def __init__(self, outbox: Emitter, max_bytes: int = DEAD_LETTER_MAX_BYTES) -> None:
         self._outbox = outbox
         self._topic = outbox.topic("dead-letter")
         self._keep = (max_bytes - ENVELOPE_ROOM) // 4 * 3  # raw bytes whose base64 fits

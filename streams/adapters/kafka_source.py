@@ -77,13 +77,14 @@ class KafkaSource:
         self,
         config: Mapping[str, Any],
         topics: Sequence[str],
-        listener: RebalanceListener,
         metrics: SourceMetrics,
+        listener: RebalanceListener | None = None,
     ) -> None:
         self._consumer = Consumer({**config, "error_cb": self._client_error})
         self._logged: dict[str, float] = {}
         self._topics = list(topics)
-        self._listener = listener
+        self.listener = listener
+        """Told of every assignment and revocation (set before `subscribe`)."""
         self._metrics = metrics
         self._expected: dict[TP, int] = {}
         self._committed: dict[TP, int] = {}
@@ -257,7 +258,8 @@ class KafkaSource:
             numbers = frozenset(tp.partition for tp in start)
             log.info("assigned partitions %s of %s", sorted(numbers), self._topics)
             self._check_co_partitioned(start)
-            self._listener.partitions_assigned(numbers)
+            assert self.listener is not None, "subscribe() before a listener was set"
+            self.listener.partitions_assigned(numbers)
         except Exception as exc:  # raised by the next poll: never lost inside the client
             log.exception("handling the assignment failed")
             self._failure = exc
@@ -299,7 +301,8 @@ class KafkaSource:
             self._gaps.pop(key, None)
             self._verify.discard(key)
         try:
-            self._listener.partitions_revoked(frozenset(tp.partition for tp in partitions))
+            assert self.listener is not None, "subscribe() before a listener was set"
+            self.listener.partitions_revoked(frozenset(tp.partition for tp in partitions))
         except Exception as exc:  # raised by the next poll: never lost inside the client
             log.exception("handling the revocation failed")
             self._failure = exc

@@ -21,7 +21,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka import TopicPartition as KafkaPartition
@@ -30,6 +30,23 @@ from schemas.codec import encode
 
 log = logging.getLogger(__name__)
 DeliveryCallback = Callable[[KafkaError | None, Message], None]
+
+
+class Emitter(Protocol):
+    """What produces into the open transaction (the outbox, or the unit of work around it)."""
+
+    def topic(self, base_topic: str) -> str:
+        """The full name of an output topic."""
+
+    def emit_raw(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int = -1,
+        on_delivery: DeliveryCallback | None = None,
+    ) -> None:
+        """Produce raw bytes on a full topic name, to `partition` (-1: the key's partition)."""
 
 
 class TransactionAborted(Exception):
