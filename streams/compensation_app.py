@@ -108,34 +108,24 @@ def build_fulfilment(
         producer_config(settings, f"{settings.app_id}-fulfilment-{instance_id(settings)}"),
         settings.topic_prefix,
     )
-    client_id = f"{settings.app_id}-fulfilment@{settings.web_host}:{settings.web_port}"
-    source = KafkaSource(
-        consumer_config(settings, f"{settings.app_id}-fulfilment", client_id),
-        [settings.topic(t) for t in FULFILMENT_TOPICS],
-        source_metrics(pipeline_metrics, "fulfilment"),
-    )
+    source = _fulfilment_source(settings, pipeline_metrics)
     loop_metrics = fulfilment_metrics(
         pipeline_metrics, "fulfilment", settings.topic_prefix, ("rewards-issued", "dead-letter")
     )
     txn = Transaction(outbox, source, outcome=loop_metrics)
-    records = OrderRecords(
-        redis,
-        namespace=settings.app_id,
-        retry=RedisRetry("gift_card_records", settings.redis_retry_max_s, pipeline_metrics),
-    )
+    retry = RedisRetry("gift_card_records", settings.redis_retry_max_s, pipeline_metrics)
     fulfilment = GiftCardFulfilment(
-        provider=provider,
-        provider_name=settings.gift_card_provider_name,
-        records=records,
-        emitter=txn,
-        metrics=metrics,
-    )
-    poison = PoisonRecords()
+        provider=provider, provider_name=settings.gift_card_provider_name,
+        records=OrderRecords(redis, namespace=settings.app_id, retry=retry),
+        emitter=txn, metrics=metrics,
+    )  # fmt: skip
+    poison, clocks = PoisonRecords(), StreamClocks()
     gate = build_gate(
         settings, FULFILMENT_TOPICS, redis=redis, metrics=pipeline_metrics, emitter=txn,
-        clocks=StreamClocks(), poison=poison,
+        clocks=clocks, poison=poison,
     )  # fmt: skip
-    txn.enlist(gate)  # the fulfilment loop's only participant: its counts
+    txn.enlist(gate)  # the fulfilment loop's participants: its counts and clocks
+    txn.enlist(clocks)
     agents = Agents(gate, dict.fromkeys(FULFILMENT_TOPICS, fulfilment.fulfil_orders))
     pipeline = Pipeline(
         "fulfilment", source, txn, agents, loop=loop_settings(settings), poison=poison
@@ -153,3 +143,13 @@ def build_fulfilment(
         await provider.close()
 
     return Loop(pipeline, source, start, close)
+
+
+def _fulfilment_source(settings: Settings, pipeline_metrics: PipelineMetrics) -> KafkaSource:
+    """The fulfilment loop's consumer: group `<app_id>-fulfilment`, `gift-card-orders` alone."""
+    client_id = f"{settings.app_id}-fulfilment@{settings.web_host}:{settings.web_port}"
+    return KafkaSource(
+        consumer_config(settings, f"{settings.app_id}-fulfilment", client_id),
+        [settings.topic(t) for t in FULFILMENT_TOPICS],
+        source_metrics(pipeline_metrics, "fulfilment"),
+    )

@@ -64,3 +64,20 @@ def test_the_agreed_end_only_moves_forward(services):
     empty = AdvocacyWindows(EVENT)
     asyncio.run(agree(services.redis_url, app_id, [empty]))
     assert empty.window_end(WALL) == WALL - timedelta(days=10)
+
+
+def test_the_agreed_end_is_the_offered_time_to_the_microsecond(services):
+    """Not Lua's 14-digit `tostring` of it (1791408447.533985 came back as ...447.534)."""
+
+    async def offer() -> tuple[float | None, float | None, float | None]:
+        redis = Redis.from_url(services.redis_url)
+        try:
+            shared = SharedWindowEnd(redis, f"test-{uuid.uuid4().hex[:8]}")
+            none = await shared.agree(None)
+            first = await shared.agree(1791408447.533985)
+            again = await shared.agree(1791408447.1)
+            return none, first, again
+        finally:
+            await redis.aclose()
+
+    assert asyncio.run(offer()) == (None, 1791408447.533985, 1791408447.533985)

@@ -6,14 +6,18 @@ from __future__ import annotations
 from redis.asyncio import Redis
 
 _AGREE = """
-local current = tonumber(redis.call('GET', KEYS[1]) or '-1')
-local offered = tonumber(ARGV[1])
-if offered > current then
-  redis.call('SET', KEYS[1], ARGV[1])
-  return ARGV[1]
+local stored = redis.call('GET', KEYS[1])
+if stored and tonumber(stored) >= tonumber(ARGV[1]) then
+  return stored
 end
-return tostring(current)
+if not stored and tonumber(ARGV[1]) < 0 then
+  return '-1'
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return ARGV[1]
 """
+"""The stored string itself is returned (Lua's `tostring` of a number keeps 14 significant
+digits: 1791408447.533985 came back as 1791408447.534, later than any worker's newest fact)."""
 
 
 def window_end_key(app_id: str) -> str:
