@@ -64,11 +64,10 @@ class AccountSettler:
             assert not isinstance(item.event, GiftCardOrder)
             by_customer[(item.position.partition, _customer_of(item.event))].append(item)
         purchases = [a.event for a in admitted if isinstance(a.event, Purchase)]
-        recording = self._referrals.record_contexts(purchases)
+        self._referrals.record_contexts(purchases)
         started = {key: self._start(*key, items) for key, items in by_customer.items()}
         settled = await self._answer(started)
         self.apply(settled)
-        await self._referrals.act_on_late_evidence(recording)
         by_id = {item.event.event_id: item for item in admitted}
         return [
             Rejected(by_id[r.event_id], r.reason, r.detail)

@@ -4,10 +4,9 @@ that closes a referral cycle also sends each other edge of the cycle a `ring_rev
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import Protocol, TypeAlias
+from typing import Protocol
 
 from processors.fraud import FraudFacts, FraudPolicy, Verdict, evaluate
 from processors.ids import stable_id
@@ -19,9 +18,6 @@ from streams.adapters.identity_index import LateMatch, Seen
 from streams.adapters.referral_metrics import ReferralMetrics
 from streams.ingest import Admitted, Rejected
 from streams.transaction import Transaction
-
-Recording: TypeAlias = tuple[asyncio.Future[list[LateMatch]], dict[str, Purchase]]
-"""Identity writes under way, with their purchases by event id."""
 
 
 class Identity(Protocol):
@@ -119,24 +115,21 @@ class ReferralIntake:
             verdicts[check.purchase.event_id] = verdict.decision
         return verdicts
 
-    def record_contexts(self, purchases: Sequence[Purchase]) -> Recording | None:
-        """Start remembering the identity signals of purchases (the index the fraud rules read)
-        while the batch settles; `act_on_late_evidence` finishes it."""
-        if not any(p.context is not None for p in purchases):
-            return None
-        seen = [(p.customer_id, p.context, p.occurred_at, p.event_id) for p in purchases]
-        task = asyncio.ensure_future(self._index.record(seen))
-        self._emitter.meanwhile(task)  # cancelled if the transaction is discarded first
-        return task, {p.event_id: p for p in purchases}
+    def record_contexts(self, purchases: Sequence[Purchase]) -> None:
+        """Remember the identity signals of purchases (the index the fraud rules read) and act
+        on the late evidence they reveal, while the batch settles and the loop goes on; the
+        transaction waits for it before it commits."""
+        if any(p.context is not None for p in purchases):
+            self._emitter.meanwhile(self._late_evidence(purchases))
 
-    async def act_on_late_evidence(self, recording: Recording | None) -> None:
-        """What the batch's purchases revealed about referrals already scored (the other party
-        of a customer's referral edge showed the same signal): rescored into the transaction."""
-        if recording is None:
-            return
-        task, purchases = recording
-        for match in await task:
-            self._rescore(match, purchases[match.event_id])
+    async def _late_evidence(self, purchases: Sequence[Purchase]) -> None:
+        """Record the purchases' signals; where the other party of one of a customer's referral
+        edges showed the same signal, rescore that referral into the transaction."""
+        seen = [(p.customer_id, p.context, p.occurred_at, p.event_id) for p in purchases]
+        matches = await self._index.record(seen)
+        by_id = {p.event_id: p for p in purchases}
+        for match in matches:
+            self._rescore(match, by_id[match.event_id])
 
     def _rescore(self, match: LateMatch, purchase: Purchase) -> None:
         """Late evidence: score the match alone; a review or reject goes to the referee."""
