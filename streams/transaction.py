@@ -5,11 +5,13 @@ This module is the whole story of a transaction:
 1. **begin**: the producer opens a Kafka transaction (on the first record or batch after the last
    commit).
 2. **handle batches**: the agents emit outputs and dead letters into it (`emit`, `emit_raw`), the
-   participants stage their changes (each keeps its own staged buffer until it is told), writes
-   to other stores that must land before the commit are handed over (`meanwhile`), and the loop
-   adds each handled batch's input offsets (`handled`).
-3. **flush**: before committing, the writes handed over are awaited (the Redis mirror never stays
-   behind a committed account).
+   participants stage their changes (each keeps its own staged buffer until it is told), work
+   that must be done before the commit but need not hold the loop is handed over (`meanwhile`:
+   the Redis mirror's and the identity index's writes, and the late-evidence rescoring that
+   emits into the transaction once Redis answers), and the loop adds each handled batch's input
+   offsets (`handled`).
+3. **flush**: before committing, the work handed over is awaited (the Redis mirror never stays
+   behind a committed account; late evidence commits with the purchases that revealed it).
 4. **commit or abort**: the producer commits the outputs, the changelog records and the input
    offsets in one Kafka transaction (`send_offsets_to_transaction`, KIP-447), or aborts it.
 5. **apply or discard**: after a commit every participant is told `committed()` once and makes its
