@@ -83,7 +83,6 @@ class Assembled:
     transaction: Transaction
     accounts: OwnedAccounts
     care: CompensationDesk
-    gate: Gate
 
 
 def assemble(wiring: Wiring, ports: Ports, *, partitions: int, outcome: LoopMetrics) -> Assembled:
@@ -119,7 +118,7 @@ def assemble(wiring: Wiring, ports: Ports, *, partitions: int, outcome: LoopMetr
         "ingest", ports.source, txn, Agents(gate, _agents(settler, intake)),
         loop=loop_settings(settings), poison=poison, periodic=release_held_points,
     )  # fmt: skip
-    return Assembled(pipeline, txn, accounts, settler.care, gate)
+    return Assembled(pipeline, txn, accounts, settler.care)
 
 
 def points_policy(settings: Settings) -> PointsPolicy:

@@ -110,12 +110,12 @@ class Transaction:
         self,
         producer: Producer,
         positions: Positions,
-        participants: Sequence[Participant] = (),
         outcome: Outcome | None = None,
     ) -> None:
         self._producer = producer
         self._positions = positions
-        self.participants: list[Participant] = list(participants)
+        self.participants: list[Participant] = []
+        """Told how each transaction ended, in the order they were enlisted."""
         self._outcome = outcome
         self._offsets: dict[tuple[str, int], KafkaPartition] = {}
         self._writes: list[asyncio.Future[Any]] = []
