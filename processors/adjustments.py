@@ -15,8 +15,9 @@ from datetime import datetime
 from msgspec import Struct
 from msgspec.structs import replace
 
+from processors.account import Account
 from processors.ids import stable_id
-from processors.points import Account, Anomaly, LedgerEntry, Outcome, entry_for
+from processors.ledger import Anomaly, LedgerEntry, Outcome, entry_for
 from schemas.models import AccountCommand
 
 ADJUSTMENT_MEMORY = 1000
@@ -48,10 +49,10 @@ def adjust(account: Account, command: AccountCommand) -> Outcome:
     """Apply a manual adjustment once: credit, or debit down to zero at most (the rest is an
     `adjustment_shortfall` anomaly); the ledger entry names the operator and the reason."""
     adjustment_id = command.adjustment_id or command.event_id
-    if adjustment_id in account.adjustments:
+    if adjustment_id in account.points.adjustments:
         return Outcome(account)
     wanted = command.points or 0
-    delta = wanted if wanted >= 0 else -min(-wanted, account.available)
+    delta = wanted if wanted >= 0 else -min(-wanted, account.points.available)
     order_id = ADJUSTMENT_ORDER_PREFIX + adjustment_id
     at = command.occurred_at
     entries: tuple[LedgerEntry, ...] = ()
@@ -67,8 +68,9 @@ def adjust(account: Account, command: AccountCommand) -> Outcome:
             anomaly_id, "adjustment_shortfall", order_id, delta - wanted, command.event_id, at
         )
         anomalies = (short,)
-    remembered = (*account.adjustments, adjustment_id)[-ADJUSTMENT_MEMORY:]
-    return Outcome(replace(account, adjustments=remembered), entries, anomalies)
+    remembered = (*account.points.adjustments, adjustment_id)[-ADJUSTMENT_MEMORY:]
+    points = replace(account.points, adjustments=remembered)
+    return Outcome(replace(account, points=points), entries, anomalies)
 
 
 def forget(account: Account, command: AccountCommand, at: datetime) -> Erased:

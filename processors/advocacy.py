@@ -23,9 +23,9 @@ from typing import Literal
 from msgspec import Struct
 from msgspec.structs import replace
 
-from processors.advocacy_state import InviteFact, SurveyFact
+from processors.account import Account
+from processors.advocacy_state import AdvocacyState, InviteFact, SurveyFact
 from processors.compensation_state import ComplaintRecord
-from processors.points import Account
 from processors.referrals import shop_orders
 from schemas.models import Complaint, Purchase, Referral, SurveyResponse
 
@@ -100,21 +100,24 @@ def segment_of(channel: str | None, policy: AdvocacyPolicy) -> str:
 
 def record_survey(account: Account, survey: SurveyResponse, policy: AdvocacyPolicy) -> Account:
     """Remember an answer (once per event id)."""
-    if any(s.event_id == survey.event_id for s in account.surveys):
+    if any(s.event_id == survey.event_id for s in account.advocacy.surveys):
         return account
     fact = SurveyFact(
         survey.event_id, survey.occurred_at, survey.score, segment_of(survey.channel, policy),
         survey.ces,
     )  # fmt: skip
-    return replace(account, surveys=(*account.surveys, fact))
+    return replace(
+        account, advocacy=replace(account.advocacy, surveys=(*account.advocacy.surveys, fact))
+    )
 
 
 def record_invite(account: Account, invite: Referral, policy: AdvocacyPolicy) -> Account:
     """Remember an invitation this customer sent (once per event id; the newest kept)."""
-    if any(i.event_id == invite.event_id for i in account.invites):
+    if any(i.event_id == invite.event_id for i in account.advocacy.invites):
         return account
-    kept = (*account.invites, InviteFact(invite.event_id, invite.occurred_at))
-    return replace(account, invites=tuple(sorted(kept, key=lambda i: i.at))[-policy.max_invites :])
+    kept = (*account.advocacy.invites, InviteFact(invite.event_id, invite.occurred_at))
+    invites = tuple(sorted(kept, key=lambda i: i.at))[-policy.max_invites :]
+    return replace(account, advocacy=replace(account.advocacy, invites=invites))
 
 
 def follow_up(account: Account, policy: AdvocacyPolicy) -> Account:
@@ -128,7 +131,7 @@ def follow_up(account: Account, policy: AdvocacyPolicy) -> Account:
         after = record.complained_at
         score = record.next_score
         if score is None:
-            later = [s for s in account.surveys if s.at >= after]
+            later = [s for s in account.advocacy.surveys if s.at >= after]
             score = min(later, key=lambda s: (s.at, s.event_id)).score if later else None
         bought = record.repurchased_at or _first_purchase(account, after, policy)
         if (score, bought) != (record.next_score, record.repurchased_at):
@@ -148,12 +151,14 @@ def follow_up_after(
     if isinstance(event, Complaint):
         return follow_up(account, policy)
     if isinstance(event, SurveyResponse):
-        fact = next((f for f in reversed(account.surveys) if f.event_id == event.event_id), None)
+        fact = next(
+            (f for f in reversed(account.advocacy.surveys) if f.event_id == event.event_id), None
+        )
         if fact is None:
             return account
         return _fill(account, lambda r: r.next_score is None and fact.at >= r.complained_at,
                      lambda r: replace(r, next_score=fact.score))  # fmt: skip
-    order = account.orders.get(event.order_id)
+    order = account.points.orders.get(event.order_id)
     if event.type != "purchase" or order is None or order.event_id != event.event_id:
         return account
     window = policy.repurchase_window
@@ -194,27 +199,29 @@ def prune_advocacy(account: Account, now: datetime, policy: AdvocacyPolicy) -> A
     older than it before the account's own newest answer or invitation (if before `now`), so
     that backfilled history (older than the stream time) is kept for event-time windows."""
     if policy.event_clock:
-        times = [s.at for s in account.surveys] + [i.at for i in account.invites]
+        times = [s.at for s in account.advocacy.surveys] + [i.at for i in account.advocacy.invites]
         now = min(now, max(times, default=now))  # a future-dated answer prunes nothing early
     cutoff = now - policy.retention
-    surveys = tuple(s for s in account.surveys if s.at >= cutoff)
-    invites = tuple(i for i in account.invites if i.at >= cutoff)
-    if len(surveys) == len(account.surveys) and len(invites) == len(account.invites):
+    surveys = tuple(s for s in account.advocacy.surveys if s.at >= cutoff)
+    invites = tuple(i for i in account.advocacy.invites if i.at >= cutoff)
+    if len(surveys) == len(account.advocacy.surveys) and len(invites) == len(
+        account.advocacy.invites
+    ):
         return account
-    return replace(account, surveys=surveys, invites=invites)
+    return replace(account, advocacy=AdvocacyState(surveys, invites))
 
 
 def facts(account: Account) -> Iterator[Fact]:
     """Everything this account contributes to the windowed metrics."""
-    for survey in account.surveys:
+    for survey in account.advocacy.surveys:
         yield Fact(("nps", survey.channel, category(survey.score)), survey.at)
         if survey.ces is not None:
             yield Fact(("ces", survey.channel, str(survey.ces)), survey.at)
-    for invite in account.invites:
+    for invite in account.advocacy.invites:
         yield Fact(("funnel", "invites"), invite.at)
-    if account.invites:
-        yield Fact(("referrer",), account.invites[-1].at)
-    referral = account.referral
+    if account.advocacy.invites:
+        yield Fact(("referrer",), account.advocacy.invites[-1].at)
+    referral = account.referral.referee
     if referral is not None:
         yield Fact(("funnel", "signups"), referral.signed_up_at)
         if referral.converted_at is not None:
@@ -245,9 +252,8 @@ def _stages(record: ComplaintRecord) -> Iterable[str]:
 def advocacy_changed(before: Account, after: Account) -> bool:
     """Whether the account's facts may differ (cheap: the fields they come from)."""
     return (
-        before.surveys != after.surveys
-        or before.invites != after.invites
-        or before.referral != after.referral
+        before.advocacy != after.advocacy
+        or before.referral.referee != after.referral.referee
         or before.complaints != after.complaints
     )
 

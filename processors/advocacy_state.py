@@ -23,3 +23,10 @@ class InviteFact(Struct, frozen=True, gc=False, array_like=True):
 
     event_id: str
     at: datetime
+
+
+class AdvocacyState(Struct, frozen=True, gc=False, array_like=True):
+    """Survey answers and invitations sent within the longest advocacy window."""
+
+    surveys: tuple[SurveyFact, ...] = ()
+    invites: tuple[InviteFact, ...] = ()

@@ -22,9 +22,9 @@ from typing import Literal
 from msgspec import Struct
 from msgspec.structs import replace
 
+from processors.account import Account
 from processors.compensation_state import PENDING, ComplaintRecord
 from processors.ids import stable_id
-from processors.points import Account
 from processors.referrals import shop_orders
 from schemas.models import Complaint, GiftCardOrder
 from schemas.outputs import CompensationDecision
@@ -130,7 +130,7 @@ def arm_for(complaint_id: str, policy: CompensationPolicy) -> Arm:
 
 def limit_reason(account: Account, complaint: Complaint, policy: CompensationPolicy) -> str | None:
     """The first limit that blocks compensating this complaint, if any (budget aside)."""
-    referral = account.referral
+    referral = account.referral.referee
     if referral is not None and referral.status == "held":
         return "fraud_review"
     if referral is not None and referral.status == "rejected":

@@ -1,6 +1,7 @@
 """Points expiry: earned lots that reach their lifetime, inactivity, and warnings ahead (pure).
 
-With an expiry policy an account's available points are kept as lots, (time made available,
+With an expiry policy an account's available points are kept as lots (its `expiry` part:
+processors/expiry_state.py), (time made available,
 points), oldest first: `entry_for` adds a lot for every positive available change and takes
 every negative one from the oldest lots. Time passing (`advance`) then does, in time order,
 what is due by `now`: releases of held points, a warning `warning` ahead of each expiry, the
@@ -18,8 +19,11 @@ from typing import TypeAlias
 
 from msgspec.structs import replace
 
+from processors.account import Account
+from processors.expiry_state import ExpiryState
 from processors.ids import stable_id
-from processors.points import Account, Outcome, entry_for, release_due
+from processors.ledger import Outcome, entry_for
+from processors.points import release_due
 from schemas.outputs import ExpiryWarning
 
 LIFETIME_ORDER = "expiry:lifetime"
@@ -42,44 +46,51 @@ class ExpiryPolicy:
 
 def start_lots(account: Account, at: datetime) -> Account:
     """Begin tracking lots: what is available now counts as one lot made available at `at`."""
-    if account.lots is not None:
+    if account.expiry.lots is not None:
         return account
-    lots = ((at, account.available),) if account.available else ()
-    return replace(account, lots=lots, expiry_due_at=at)
+    available = account.points.available
+    lots = ((at, available),) if available else ()
+    return _with(account, lots=lots, due_at=at)
+
+
+def _with(account: Account, **changes: object) -> Account:
+    """The account with these fields of its expiry part changed."""
+    return replace(account, expiry=replace(account.expiry, **changes))
 
 
 def _candidates(account: Account, policy: ExpiryPolicy) -> list[tuple[datetime, int]]:
     """The next time of each kind of step (0 release, 1 warning, 2 lot expiry, 3 inactivity
     warning, 4 inactivity expiry), earliest first."""
     found: list[tuple[datetime, int]] = []
-    if account.release_due_at is not None:
-        found.append((account.release_due_at, 0))
-    lots = account.lots or ()
+    state, release = account.expiry, account.points.release_due_at
+    if release is not None:
+        found.append((release, 0))
+    lots = state.lots or ()
     if policy.lifetime is not None and lots:
         found.append((lots[0][0] + policy.lifetime, 2))
-        if policy.warning is not None and (lot := _unwarned(account, policy.lifetime)):
+        if policy.warning is not None and (lot := _unwarned(state, policy.lifetime)):
             found.append((lot[0] + policy.lifetime - policy.warning, 1))
-    deadline = _inactive_at(account, policy)
-    if deadline is not None and account.available:
-        if policy.warning is not None and account.inactivity_warned != deadline:
+    deadline = _inactive_at(state, policy)
+    if deadline is not None and account.points.available:
+        if policy.warning is not None and state.inactivity_warned != deadline:
             found.append((deadline - policy.warning, 3))
         found.append((deadline, 4))
     return sorted(found)
 
 
-def _unwarned(account: Account, lifetime: timedelta) -> tuple[datetime, int] | None:
+def _unwarned(state: ExpiryState, lifetime: timedelta) -> tuple[datetime, int] | None:
     """The oldest lot whose expiry has not been warned about yet."""
-    warned = account.warned_until
-    return next((lot for lot in account.lots or () if warned is None or lot[0] + lifetime > warned),
+    warned = state.warned_until
+    return next((lot for lot in state.lots or () if warned is None or lot[0] + lifetime > warned),
                 None)  # fmt: skip
 
 
-def _inactive_at(account: Account, policy: ExpiryPolicy) -> datetime | None:
+def _inactive_at(state: ExpiryState, policy: ExpiryPolicy) -> datetime | None:
     """When all available points expire for inactivity (None: not due, or already expired)."""
-    if policy.inactivity is None or account.active_at is None:
+    if policy.inactivity is None or state.active_at is None:
         return None
-    deadline = account.active_at + policy.inactivity
-    return None if account.inactivity_expired == deadline else deadline
+    deadline = state.active_at + policy.inactivity
+    return None if state.inactivity_expired == deadline else deadline
 
 
 TimeStep: TypeAlias = Outcome | ExpiryWarning
@@ -92,7 +103,7 @@ def advance(
     """Everything time does by `now`, in time order (releases first on a tie), and each step's
     outcome or warning. Costs nothing until the account's next due time (kept never later than
     the true one: a new lot or a first activity pulls it in)."""
-    release, expiry = account.release_due_at, account.expiry_due_at
+    release, expiry = account.points.release_due_at, account.expiry.due_at
     if (release is None or release > now) and (expiry is None or expiry > now):
         return account, ()
     steps: list[TimeStep] = []
@@ -101,7 +112,7 @@ def advance(
         account, step = _step(account, at, kind, policy)
         if step is not None:
             steps.append(step)
-    return replace(account, expiry_due_at=next_due(account, policy)), steps
+    return _with(account, due_at=next_due(account, policy)), steps
 
 
 def _step(
@@ -114,14 +125,17 @@ def _step(
     if kind in {1, 3}:
         return _warn(account, at, kind, policy)
     if kind == 2:
-        lot_at, points = (account.lots or ())[0]
+        lot_at, points = (account.expiry.lots or ())[0]
         order, source = LIFETIME_ORDER, f"lot:{lot_at.isoformat()}"
     else:
-        points, order, source = account.available, INACTIVITY_ORDER, f"inactive:{at.isoformat()}"
-        account = replace(account, inactivity_expired=at)
-    points = min(points, account.available)
+        points, order = account.points.available, INACTIVITY_ORDER
+        source = f"inactive:{at.isoformat()}"
+        account = _with(account, inactivity_expired=at)
+    points = min(points, account.points.available)
     if points <= 0:  # nothing left to expire: drop the empty lot
-        return (replace(account, lots=(account.lots or ())[1:]) if kind == 2 else account), None
+        if kind == 2:
+            account = _with(account, lots=(account.expiry.lots or ())[1:])
+        return account, None
     account, entry = entry_for(account, "expiry", order, source, at, 0, -points)
     return account, Outcome(account, (entry,))
 
@@ -133,13 +147,13 @@ def _warn(
     assert policy.warning is not None
     expires = at + policy.warning
     if kind == 1:
-        lot = _unwarned(account, policy.lifetime or timedelta(0))
+        lot = _unwarned(account.expiry, policy.lifetime or timedelta(0))
         points = lot[1] if lot else 0
-        account = replace(account, warned_until=expires)
+        account = _with(account, warned_until=expires)
         reason = "lifetime"
     else:
-        points, reason = account.available, "inactivity"
-        account = replace(account, inactivity_warned=expires)
+        points, reason = account.points.available, "inactivity"
+        account = _with(account, inactivity_warned=expires)
     if points <= 0:
         return account, None
     return account, ExpiryWarning(
@@ -157,8 +171,8 @@ def next_due(account: Account, policy: ExpiryPolicy) -> datetime | None:
 
 def activity(account: Account, at: datetime, policy: ExpiryPolicy) -> Account:
     """A purchase, refund, redemption or adjustment at `at` restarts the inactivity period."""
-    if policy.inactivity is None or account.active_at == at:
+    if policy.inactivity is None or account.expiry.active_at == at:
         return account
-    if account.active_at is None:  # a first deadline: make the next tick look
-        return replace(account, active_at=at, expiry_due_at=at)
-    return replace(account, active_at=at)
+    if account.expiry.active_at is None:  # a first deadline: make the next tick look
+        return _with(account, active_at=at, due_at=at)
+    return _with(account, active_at=at)

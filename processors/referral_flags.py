@@ -20,28 +20,34 @@ from __future__ import annotations
 
 from msgspec.structs import replace
 
+from processors.account import Account
 from processors.fraud import strictest
-from processors.points import Account
 from processors.referral_records import both_outcomes, side_outcome
-from processors.referrals import Step, cancel_referrer_command, referral_order_id, reverse_all
+from processors.referrals import (
+    Step,
+    cancel_referrer_command,
+    referral_order_id,
+    reverse_all,
+    with_referee,
+)
 from schemas.models import ReferralCommand
 
 
 def flag_referral(account: Account, cmd: ReferralCommand, decision: str, reason: str) -> Step:
     """Apply a later `review` or `reject` to the account's referral named by `cmd`."""
-    referral = account.referral
+    referral = account.referral.referee
     if referral is None or referral.referral_key != cmd.referral_key:
         return Step(account)
     stricter = strictest(referral.decision, decision)  # type: ignore[arg-type]  # Decision values kept as str
     if stricter == referral.decision or referral.status in {"cancelled", "rejected"}:
         return Step(account)
-    flagged = replace(account, referral=replace(referral, decision=stricter))
+    flagged = with_referee(account, replace(referral, decision=stricter))
     if referral.status in {"attributed", "held"}:
         if stricter != "reject":
             return Step(flagged)
         return _rejected(flagged, cmd, reason)
     order_id = referral_order_id(referral.referral_key, "referee")
-    order = account.orders.get(order_id)
+    order = account.points.orders.get(order_id)
     if order is None or order.pending <= 0:  # released: they stay paid; operators are told
         kept = side_outcome(account.customer_id, referral, "referee", "kept", 0, cmd,
                             "after_release")  # fmt: skip
@@ -50,19 +56,19 @@ def flag_referral(account: Account, cmd: ReferralCommand, decision: str, reason:
 
 
 def _rejected(account: Account, cmd: ReferralCommand, reason: str) -> Step:
-    referral = account.referral
+    referral = account.referral.referee
     assert referral is not None
-    account = replace(account, referral=replace(referral, status="rejected"))
+    account = with_referee(account, replace(referral, status="rejected"))
     rewards = both_outcomes(account.customer_id, referral, "rejected", 0, cmd, reason)
     return Step(account, rewards=rewards, rejected=(referral.referrer_id, account.customer_id))
 
 
 def _taken_back(account: Account, cmd: ReferralCommand, reason: str, order_id: str) -> Step:
     """Reverse the referee's held points; the referrer's go back by command."""
-    referral = account.referral
+    referral = account.referral.referee
     assert referral is not None
     referral = replace(referral, status="cancelled")
-    outcome = reverse_all(replace(account, referral=referral), order_id, cmd)
+    outcome = reverse_all(with_referee(account, referral), order_id, cmd)
     command = cancel_referrer_command(
         account.customer_id, referral, cmd.event_id, cmd.occurred_at,
         referral.order_id or order_id, cmd.alert_id, reason,

@@ -36,3 +36,12 @@ class Grant(Struct, frozen=True, gc=False, array_like=True):
     points: int
     status: str
     """credited, capped or cancelled."""
+
+
+class ReferralState(Struct, frozen=True, gc=False, array_like=True):
+    """A customer's referrals: the one that brought them, and the rewards they earned."""
+
+    referee: Referee | None = None
+    """The referral that brought this customer, if any (they are its referee)."""
+    grants: tuple[Grant, ...] = ()
+    """Referral rewards this customer earned as a referrer, within the longest cap period."""

@@ -1,6 +1,6 @@
 """Referral attribution, conversion and two-sided rewards through the points ledger (pure).
 
-A referee's referral (`Account.referral`) moves through these states:
+A referee's referral (`Account.referral.referee`) moves through these states:
 
     signup ── existing customer, or a later sign-up ──> not attributed (`ineligible` record)
       │ ── fraud reject ──> rejected
@@ -15,9 +15,10 @@ A referee's referral (`Account.referral`) moves through these states:
 
 The referee's reward lives on the referee's partition; the referrer's on the referrer's, so it
 travels as a `credit_referrer` / `cancel_referrer` command keyed by the referrer. Caps are checked
-there (`Account.grants`). Rewards are pending points (a synthetic order `referral:<key>:<role>`
-whose `amount_cents` is its points, so a full reversal is a refund of all of it) released by the
-ordinary hold-end sweep. Every id is deterministic, and every step is a no-op when replayed.
+there (`Account.referral.grants`). Rewards are pending points (a synthetic order
+`referral:<key>:<role>` whose `amount_cents` is its points, so a full reversal is a refund of all of
+it) released by the ordinary hold-end sweep. Every id is deterministic, and every step is a no-op
+when replayed.
 """
 
 from __future__ import annotations
@@ -29,9 +30,12 @@ from datetime import datetime, timedelta
 from msgspec import Struct
 from msgspec.structs import replace
 
+from processors.account import Account
 from processors.fraud import strictest
 from processors.ids import stable_id
-from processors.points import Account, Anomaly, LedgerEntry, Order, entry_for, reverse, with_order
+from processors.ledger import Anomaly, LedgerEntry, entry_for
+from processors.points import reverse
+from processors.points_state import Order, with_order
 from processors.referral_records import both_outcomes, command_outcome, side_outcome
 from processors.referral_state import Referee
 from schemas.models import FraudDecision, Purchase, ReferralCommand
@@ -42,7 +46,13 @@ REFERRAL_ORDER_PREFIX = "referral:"
 
 def shop_orders(account: Account) -> Iterator[Order]:
     """The orders the customer placed (not the synthetic orders of referral rewards)."""
-    return (o for o in account.orders.values() if not o.order_id.startswith(REFERRAL_ORDER_PREFIX))
+    orders = account.points.orders.values()
+    return (o for o in orders if not o.order_id.startswith(REFERRAL_ORDER_PREFIX))
+
+
+def with_referee(account: Account, referee: Referee) -> Account:
+    """The account with the referral that brought the customer set to `referee`."""
+    return replace(account, referral=replace(account.referral, referee=referee))
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +117,7 @@ def attribute(
     account: Account, cmd: ReferralCommand, policy: ReferralPolicy, verdicts: Mapping[str, str]
 ) -> Step:
     """A sign-up (on the referee's partition): the earliest sign-up before conversion wins."""
-    current = account.referral
+    current = account.referral.referee
     if current is not None and current.signup_event_id == cmd.source_event_id:
         return Step(account)
     if _existing_customer(account, cmd.occurred_at):
@@ -140,7 +150,7 @@ def attribute(
         rewards.extend(
             both_outcomes(account.customer_id, referee, "rejected", 0, cmd, "fraud_signup")
         )
-    account = replace(account, referral=referee)
+    account = with_referee(account, referee)
     late = _earlier_qualifying_purchase(account, policy)
     if late is None:
         return Step(account, rewards=tuple(rewards))
@@ -174,7 +184,7 @@ def _existing_customer(account: Account, signed_up_at: datetime) -> bool:
 
 def converts(account: Account, purchase: Purchase, policy: ReferralPolicy) -> bool:
     """Whether this purchase is the referee's first qualifying one within the window."""
-    referral = account.referral
+    referral = account.referral.referee
     if referral is None or referral.status != "attributed" or purchase.type != "purchase":
         return False
     minimum = policy.min_amount_cents.get(purchase.currency)
@@ -189,7 +199,7 @@ def convert(
     account: Account, purchase: Purchase, verdict: str | None, policy: ReferralPolicy
 ) -> Step:
     """A qualifying purchase: reward both sides, hold them for review, or reject (fraud)."""
-    referral = account.referral
+    referral = account.referral.referee
     if referral is None or not converts(account, purchase, policy):
         return Step(account)
     if verdict is None:
@@ -203,7 +213,7 @@ def convert(
         conversion_event_id=purchase.event_id,
         status={"approve": "converted", "review": "held"}.get(decision, "rejected"),
     )
-    account = replace(account, referral=referral)
+    account = with_referee(account, referral)
     if decision == "approve":
         return _creditboth_outcomes(account, policy, purchase)
     if decision == "review":
@@ -219,7 +229,7 @@ def convert(
 def _creditboth_outcomes(
     account: Account, policy: ReferralPolicy, source: Purchase | FraudDecision
 ) -> Step:
-    referral = account.referral
+    referral = account.referral.referee
     assert referral is not None and referral.converted_at is not None
     at, key = referral.converted_at, referral.referral_key
     release_at = at + policy.hold
@@ -252,16 +262,16 @@ def credit_points(  # noqa: PLR0917 - one credit, all of it needed
     account: Account, order_id: str, event_id: str, points: int, at: datetime, release_at: datetime
 ) -> tuple[Account, tuple[LedgerEntry, ...]]:
     """Pending referral points as a synthetic order (idempotent: an order is credited once)."""
-    if order_id in account.orders or points <= 0:
+    if order_id in account.points.orders or points <= 0:
         return account, ()
     account, entry = entry_for(account, "referral", order_id, event_id, at, points, 0)
     order = Order(order_id, event_id, at, points, points, points, release_at)
-    return with_order(account, order), (entry,)
+    return replace(account, points=with_order(account.points, order)), (entry,)
 
 
 def cancel_on_refund(account: Account, refund: Purchase, policy: ReferralPolicy) -> Step:
     """A refund inside the hold that leaves the qualifying order below the minimum cancels both."""
-    referral = account.referral
+    referral = account.referral.referee
     if (
         referral is None
         or referral.order_id != refund.order_id
@@ -270,13 +280,13 @@ def cancel_on_refund(account: Account, refund: Purchase, policy: ReferralPolicy)
         or refund.occurred_at >= referral.converted_at + policy.hold
     ):
         return Step(account)
-    order = account.orders.get(refund.order_id)
+    order = account.points.orders.get(refund.order_id)
     minimum = policy.min_amount_cents.get(refund.currency, 0)
     if order is None or order.amount_cents - order.refunded_cents >= minimum:
         return Step(account)
     was_credited = referral.status == "converted"
     referral = replace(referral, status="cancelled")
-    account = replace(account, referral=referral)
+    account = with_referee(account, referral)
     if not was_credited:
         return Step(
             account, rewards=both_outcomes(account.customer_id, referral, "cancelled", 0, refund)
@@ -315,7 +325,7 @@ def cancel_referrer_command(  # noqa: PLR0917 - one command, all of it needed
 
 
 def reverse_all(account: Account, order_id: str, source: Purchase | ReferralCommand) -> Step:
-    order = account.orders.get(order_id)
+    order = account.points.orders.get(order_id)
     if order is None:
         return Step(account)
     outcome = reverse(
@@ -330,7 +340,7 @@ def reverse_all(account: Account, order_id: str, source: Purchase | ReferralComm
 
 def decide(account: Account, decision: FraudDecision, policy: ReferralPolicy) -> Step:
     """An operator's decision on a referral held for review (anything else is left as it is)."""
-    referral = account.referral
+    referral = account.referral.referee
     if (
         referral is None
         or referral.decision != "review"
@@ -343,7 +353,7 @@ def decide(account: Account, decision: FraudDecision, policy: ReferralPolicy) ->
         referral = replace(
             referral, decision="reject", status="rejected", decision_event_ids=decided
         )
-        account = replace(account, referral=referral)
+        account = with_referee(account, referral)
         rewards = both_outcomes(
             account.customer_id, referral, "rejected", 0, decision, "fraud_review"
         )
@@ -355,5 +365,5 @@ def decide(account: Account, decision: FraudDecision, policy: ReferralPolicy) ->
         status="converted" if held else "attributed",
         decision_event_ids=decided,
     )
-    account = replace(account, referral=referral)
+    account = with_referee(account, referral)
     return _creditboth_outcomes(account, policy, decision) if held else Step(account)

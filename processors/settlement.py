@@ -16,9 +16,11 @@ from datetime import datetime
 from msgspec import Struct
 from msgspec.structs import replace
 
+from processors.account import Account
 from processors.advocacy import follow_up_after
 from processors.compensation import BudgetRequest, Care
-from processors.points import Account, Outcome, PointsPolicy
+from processors.ledger import Outcome
+from processors.points import PointsPolicy
 from processors.referrals import ConversionCheck, Step
 from processors.settlement_results import (
     PointsCredit,

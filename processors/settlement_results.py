@@ -9,10 +9,11 @@ from typing import TypeAlias
 
 from msgspec import Struct
 
+from processors.account import Account
 from processors.adjustments import Erased, ErasureRequest
 from processors.compensation import BudgetRequest, Care
 from processors.ids import stable_id
-from processors.points import Account, Anomaly, LedgerEntry, Outcome
+from processors.ledger import Anomaly, LedgerEntry, Outcome
 from processors.referrals import REFERRAL_ORDER_PREFIX, ConversionCheck, Step
 from schemas.models import GiftCardOrder, ReferralCommand
 from schemas.outputs import CompensationDecision, ExpiryWarning, ReferralReward, TierChange

@@ -8,11 +8,13 @@ from datetime import datetime
 from typing import TypeAlias
 
 from processors import expiry
+from processors.account import Account
 from processors.adjustments import Erased, adjust, forget
 from processors.advocacy import AdvocacyPolicy, prune_advocacy, record_invite, record_survey
 from processors.compensation import Care, CompensationPolicy, assess
 from processors.expiry import ExpiryPolicy, activity, start_lots
-from processors.points import Account, Outcome, PointsPolicy, earn, prune, release_due, reverse
+from processors.ledger import Outcome
+from processors.points import PointsPolicy, earn, prune, release_due, reverse
 from processors.referral_flags import flag_referral
 from processors.referrals import (
     ReferralPolicy,
@@ -79,15 +81,15 @@ def tick(
         kept = released.account
         if released.entries:
             made = (released,)
-    if kept.tier_days and policies.tiers.tiers:
+    if kept.tier.days and policies.tiers.tiers:
         kept, changes = advance(kept, at, policies.tiers)
         if changes:
             made = [*made, *changes]
-    if kept.oldest_at is not None:
+    if kept.points.oldest_at is not None:
         kept = prune(kept, at, policies.points)
-    if kept.grants:
+    if kept.referral.grants:
         kept = prune_grants(kept, at, policies.referrals)
-    if kept.surveys or kept.invites:
+    if kept.advocacy.surveys or kept.advocacy.invites:
         kept = prune_advocacy(kept, at, policies.advocacy)
     return kept, made
 
@@ -188,8 +190,8 @@ def _apply(
         points_redeemed=event.points_redeemed or 0,
         at=event.occurred_at,
         policy=policies.points,
-        tier_percent=percent_of(account, policies.tiers) if account.tier is not None else 100,
+        tier_percent=percent_of(account.tier, policies.tiers),
     )
-    if outcome.rejection is not None or account.referral is None:
+    if outcome.rejection is not None or account.referral.referee is None:
         return outcome, None
     return outcome, convert(outcome.account, event, verdicts.get(event.event_id), referrals)

@@ -19,8 +19,8 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
+from processors.account import Account
 from processors.adjustments import ErasureRequest
-from processors.points import Account
 from processors.settlement import Event, Pending, Policies, Settlement, resume, start
 from schemas.models import FraudDecision, GiftCardOrder, Purchase, Referral
 from schemas.outputs import Erasure

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from msgspec import Struct
 
-from processors.points import Account, is_blank
+from processors.account import Account, is_blank
 from processors.settlement import Settlement
 from streams.adapters.account_store import AccountStore
 from streams.adapters.metrics import PointsMetrics

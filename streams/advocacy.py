@@ -26,6 +26,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sortedcontainers import SortedList
 
+from processors.account import Account
 from processors.advocacy import (
     FUNNEL_STAGES,
     RECOVERY_ARMS,
@@ -34,7 +35,6 @@ from processors.advocacy import (
     advocacy_changed,
     facts,
 )
-from processors.points import Account
 
 Key = tuple[str, ...]
 CATEGORIES = ("promoter", "passive", "detractor")
@@ -72,8 +72,8 @@ class AdvocacyWindows:
     def track(self, partition: int, before: Account, after: Account) -> None:
         """Move the facts and balances of one saved account from `before` to `after`."""
         liability = self._liability.setdefault(partition, [0, 0])
-        liability[0] += after.pending - before.pending
-        liability[1] += after.available - before.available
+        liability[0] += after.points.pending - before.points.pending
+        liability[1] += after.points.available - before.points.available
         if not advocacy_changed(before, after):
             return
         lists = self._facts.setdefault(partition, defaultdict(SortedList))

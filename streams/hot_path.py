@@ -9,7 +9,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from processors.points import Account, next_release
+from processors.account import Account
+from processors.points_state import next_release
 from processors.tiers import TierPolicy, progress
 from streams.accounts import OwnedAccounts
 from streams.adapters.account_store import AccountStore
@@ -110,28 +111,28 @@ def balance_body(
     account: Account, tiers: TierPolicy | None = None, now: datetime | None = None
 ) -> dict[str, Any]:
     """The JSON answer for one customer's balance (with its tier and progress, if configured)."""
-    release = next_release(account)
+    release = next_release(account.points)
     body: dict[str, Any] = {
         "customer_id": account.customer_id,
-        "pending": account.pending,
-        "available": account.available,
-        "sequence": account.sequence,
+        "pending": account.points.pending,
+        "available": account.points.available,
+        "sequence": account.points.sequence,
         "next_release_at": release.isoformat() if release else None,
         "referral": referral_body(account),
         "holds": [
             {"order_id": o.order_id, "points": o.pending, "release_at": o.release_at.isoformat()}
-            for o in sorted(account.orders.values(), key=lambda o: o.release_at)
+            for o in sorted(account.points.orders.values(), key=lambda o: o.release_at)
             if o.pending > 0
         ],
     }
     if tiers is not None and tiers.tiers:
-        body["tier"] = progress(account, now or datetime.now(UTC), tiers)
+        body["tier"] = progress(account.tier, now or datetime.now(UTC), tiers)
     return body
 
 
 def referral_body(account: Account) -> dict[str, Any] | None:
     """The referral that brought the customer, if any, as shown by the balance endpoint."""
-    referral = account.referral
+    referral = account.referral.referee
     if referral is None:
         return None
     return {

@@ -8,8 +8,8 @@ from collections.abc import Iterable, Iterator
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from processors.account import Account
 from processors.expiry import ExpiryPolicy
-from processors.points import Account
 from processors.tiers import Tier, TierPolicy
 from streams.settings import Settings
 
@@ -45,13 +45,13 @@ class TierCounts(Collector):
 
     def track(self, partition: int, before: Account, after: Account) -> None:
         """One saved account moved from `before` to `after`."""
-        if before.tier == after.tier:
+        if before.tier.name == after.tier.name:
             return
         counts = self._counts.setdefault(partition, Counter())
-        if before.tier is not None:
-            counts[before.tier] -= 1
-        if after.tier is not None:
-            counts[after.tier] += 1
+        if before.tier.name is not None:
+            counts[before.tier.name] -= 1
+        if after.tier.name is not None:
+            counts[after.tier.name] += 1
 
     def rebuilding(
         self, partitions: Iterable[int], accounts: Iterable[tuple[int, Account]]
@@ -60,8 +60,8 @@ class TierCounts(Collector):
         for partition in partitions:
             self._counts[partition] = Counter()
         for partition, account in accounts:
-            if account.tier is not None:
-                self._counts[partition][account.tier] += 1
+            if account.tier.name is not None:
+                self._counts[partition][account.tier.name] += 1
             yield partition, account
 
     def forget(self, partitions: Iterable[int]) -> None:

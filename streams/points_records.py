@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from processors.points import Anomaly, LedgerEntry
+from processors.ledger import Anomaly, LedgerEntry
 from processors.settlement import PointsCredit
 from schemas.outputs import PointsAnomaly, PointsLedgerEntry, RewardIssued
 

@@ -15,7 +15,7 @@ import heapq
 from collections.abc import Iterable
 from datetime import datetime
 
-from processors.points import Account
+from processors.account import Account
 
 Due = tuple[float, int, str]  # (release time as epoch seconds, partition, customer id)
 
@@ -23,9 +23,11 @@ Due = tuple[float, int, str]  # (release time as epoch seconds, partition, custo
 def due_at(account: Account) -> datetime | None:
     """When time next changes the account: a hold ends, points are warned about or expire, or
     the tier is downgraded."""
-    if account.expiry_due_at is None and account.tier_due_at is None:
-        return account.release_due_at
-    times = [t for t in (account.release_due_at, account.expiry_due_at, account.tier_due_at) if t]
+    if account.expiry.due_at is None and account.tier.due_at is None:
+        return account.points.release_due_at
+    times = [
+        t for t in (account.points.release_due_at, account.expiry.due_at, account.tier.due_at) if t
+    ]
     return min(times) if times else None
 
 

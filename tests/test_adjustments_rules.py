@@ -6,10 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
+from processors.account import Account, is_blank
 from processors.adjustments import ADJUSTMENT_MEMORY, adjust, forget
 from processors.expiry import ExpiryPolicy
 from processors.ids import stable_id
-from processors.points import Account, EarnRate, PointsPolicy, is_blank
+from processors.points import EarnRate, PointsPolicy
+from processors.points_state import PointsState
 from processors.settlement import Policies, settle
 from processors.tiers import Tier, TierPolicy
 from schemas.models import AccountCommand, Purchase
@@ -39,12 +41,12 @@ def buy(order: str, cents: int, *, day: float = 0) -> Purchase:
 
 
 def with_available(points: int) -> Account:
-    return Account("c-1", available=points, sequence=3)
+    return Account("c-1", PointsState(available=points, sequence=3))
 
 
 def test_credit_adds_available_points_with_who_and_why_on_the_entry() -> None:
     outcome = adjust(with_available(10), adjustment(250))
-    assert (outcome.account.pending, outcome.account.available) == (0, 260)
+    assert (outcome.account.points.pending, outcome.account.points.available) == (0, 260)
     (entry,) = outcome.entries
     assert entry.kind == "adjustment"
     assert (entry.available_delta, entry.available_after, entry.sequence) == (250, 260, 4)
@@ -56,14 +58,14 @@ def test_credit_adds_available_points_with_who_and_why_on_the_entry() -> None:
 
 def test_debit_within_the_balance_removes_it() -> None:
     outcome = adjust(with_available(100), adjustment(-40))
-    assert outcome.account.available == 60
+    assert outcome.account.points.available == 60
     assert outcome.entries[0].available_delta == -40
     assert not outcome.anomalies
 
 
 def test_debit_beyond_the_balance_stops_at_zero_and_reports_the_shortfall() -> None:
     outcome = adjust(with_available(50), adjustment(-120))
-    assert outcome.account.available == 0
+    assert outcome.account.points.available == 0
     assert outcome.entries[0].available_delta == -50
     (anomaly,) = outcome.anomalies
     assert (anomaly.kind, anomaly.points, anomaly.order_id) == (
@@ -78,7 +80,7 @@ def test_debit_of_an_empty_balance_is_only_an_anomaly() -> None:
     outcome = adjust(with_available(0), adjustment(-5))
     assert not outcome.entries
     assert outcome.anomalies[0].points == 5
-    assert outcome.account.adjustments == ("adj-1",)
+    assert outcome.account.points.adjustments == ("adj-1",)
 
 
 def test_the_same_adjustment_id_is_applied_once_even_from_another_event() -> None:
@@ -93,16 +95,16 @@ def test_remembered_adjustment_ids_are_bounded_oldest_forgotten_first() -> None:
     account = with_available(0)
     for n in range(ADJUSTMENT_MEMORY + 5):
         account = adjust(account, adjustment(1, f"adj-{n}")).account
-    assert len(account.adjustments) == ADJUSTMENT_MEMORY
-    assert account.adjustments[0] == "adj-5"
-    assert account.available == ADJUSTMENT_MEMORY + 5
+    assert len(account.points.adjustments) == ADJUSTMENT_MEMORY
+    assert account.points.adjustments[0] == "adj-5"
+    assert account.points.available == ADJUSTMENT_MEMORY + 5
 
 
 def test_settle_applies_adjustments_in_order_with_purchases() -> None:
     done = settle(Account("c-1"), [buy("o-1", 1000), adjustment(-3), adjustment(7, "adj-2")],
                   T0, POLICY)  # fmt: skip
     assert [e.kind for e in done.entries] == ["earn", "adjustment"]
-    assert (done.account.pending, done.account.available) == (10, 7)
+    assert (done.account.points.pending, done.account.points.available) == (10, 7)
     assert [a.kind for a in done.anomalies] == ["adjustment_shortfall"]
     assert not done.credits  # an adjustment is no `rewards-issued` points reward
 
@@ -132,9 +134,13 @@ def test_events_after_a_forget_start_a_fresh_account() -> None:
     start = settle(Account("c-1"), [buy("o-1", 1000), adjustment(5)], T0, POLICY).account
     done = settle(start, [forgetting(), buy("o-2", 300, day=1), adjustment(5)], T0 + DAY, POLICY)
     assert [e.erasure_id for e in done.erasures] == [stable_id("er", "ac-f1")]
-    assert done.account.orders.keys() == {"o-2"}
-    assert (done.account.pending, done.account.available, done.account.sequence) == (3, 5, 2)
-    assert done.account.adjustments == ("adj-1",)  # the erased ids are gone: applied again
+    assert done.account.points.orders.keys() == {"o-2"}
+    assert (
+        done.account.points.pending,
+        done.account.points.available,
+        done.account.points.sequence,
+    ) == (3, 5, 2)
+    assert done.account.points.adjustments == ("adj-1",)  # the erased ids are gone: applied again
 
 
 def test_forget_alone_settles_to_the_empty_account_and_nothing_is_released_after_it() -> None:
@@ -148,7 +154,7 @@ def test_forget_alone_settles_to_the_empty_account_and_nothing_is_released_after
 def test_forget_also_drops_the_tier_and_leaves_nothing_for_the_tier_clock() -> None:
     policies = Policies(POLICY, tiers=TierPolicy((Tier("gold", 1, 150),)))
     start = settle(Account("c-1"), [buy("o-1", 1000)], T0, policies).account
-    assert start.tier == "gold"
+    assert start.tier.name == "gold"
     done = settle(start, [forgetting()], T0 + 400 * DAY, policies, times=[T0 + DAY])
     assert done.account == Account("c-1")  # staged as a tombstone
 
@@ -157,7 +163,7 @@ def test_forget_with_tiers_and_expiry_on_leaves_a_blank_account_stored_as_a_tomb
     expiry = ExpiryPolicy(lifetime=365 * DAY, inactivity=365 * DAY, warning=30 * DAY)
     policies = Policies(POLICY, tiers=TierPolicy((Tier("gold", 1, 150),)), expiry=expiry)
     start = settle(Account("c-1"), [buy("o-1", 1000), adjustment(40)], T0, policies).account
-    assert start.lots and start.tier == "gold"
+    assert start.expiry.lots and start.tier.name == "gold"
     done = settle(start, [forgetting()], T0 + 2 * DAY, policies, times=[T0 + DAY])
     assert done.account != Account("c-1")  # the expiry clock started again at the tick
     assert is_blank(done.account)  # but nothing of the customer is left: a tombstone

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from processors.account import Account
 from processors.advocacy import AdvocacyPolicy, prune_advocacy
-from processors.advocacy_state import InviteFact, SurveyFact
-from processors.points import Account
+from processors.advocacy_state import AdvocacyState, InviteFact, SurveyFact
 from streams.advocacy import AdvocacyCollector, AdvocacyWindows
 
 WALL = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -19,7 +19,7 @@ def answered(customer: str, *days_ago: float) -> Account:
         SurveyFact(f"{customer}-{n}", WALL - timedelta(days=d), 10, "email")
         for n, d in enumerate(days_ago)
     )
-    return Account(customer, surveys=surveys)
+    return Account(customer, advocacy=AdvocacyState(surveys=surveys))
 
 
 def promoters(windows: AdvocacyWindows, end: datetime, window: str) -> int:
@@ -49,14 +49,18 @@ def test_event_window_end_falls_back_to_and_never_passes_the_wall_clock():
 
 def test_event_clock_prunes_relative_to_the_accounts_newest_fact_not_the_stream_time():
     account = answered("a", 60, 70, 100)
-    account = Account("a", surveys=account.surveys, invites=(InviteFact("i", WALL),))
+    account = Account(
+        "a", advocacy=AdvocacyState(account.advocacy.surveys, (InviteFact("i", WALL),))
+    )
     kept = prune_advocacy(account, WALL, EVENT)
-    assert kept.surveys == () and len(kept.invites) == 1  # the invitation is today
+    assert (
+        kept.advocacy.surveys == () and len(kept.advocacy.invites) == 1
+    )  # the invitation is today
     old = answered("b", 60, 70, 100)
-    assert [s.event_id for s in prune_advocacy(old, WALL, EVENT).surveys] == ["b-0", "b-1"]
-    assert prune_advocacy(old, WALL, AdvocacyPolicy()).surveys == ()
+    assert [s.event_id for s in prune_advocacy(old, WALL, EVENT).advocacy.surveys] == ["b-0", "b-1"]
+    assert prune_advocacy(old, WALL, AdvocacyPolicy()).advocacy.surveys == ()
     future = answered("c", 10, -100)  # one answer dated 100 days ahead
-    assert len(prune_advocacy(future, WALL, EVENT).surveys) == 2
+    assert len(prune_advocacy(future, WALL, EVENT).advocacy.surveys) == 2
 
 
 def test_the_collector_exports_where_the_windows_end():

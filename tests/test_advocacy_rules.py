@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from msgspec.structs import replace
 
+from processors.account import Account
 from processors.advocacy import (
     AdvocacyPolicy,
     Fact,
@@ -24,8 +25,8 @@ from processors.advocacy import (
     window_counts,
 )
 from processors.compensation_state import ComplaintRecord
-from processors.points import Account, Order
-from processors.referral_state import Referee
+from processors.points_state import Order, PointsState
+from processors.referral_state import Referee, ReferralState
 from schemas.models import Referral, SurveyResponse
 
 NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
@@ -162,13 +163,13 @@ def test_ces_is_counted_by_value_for_the_average():
 def test_answers_and_invitations_are_remembered_once_and_pruned_after_the_longest_window():
     first = survey(9, NOW, event_id="s-1")
     account = record_survey(record_survey(Account("ann"), first, POLICY), first, POLICY)
-    assert len(account.surveys) == 1
+    assert len(account.advocacy.surveys) == 1
     account = record_invite(account, invite(NOW, "i-1"), POLICY)
     assert record_invite(account, invite(NOW, "i-1"), POLICY) is account
     later = prune_advocacy(account, NOW + timedelta(days=30), POLICY)
-    assert (len(later.surveys), len(later.invites)) == (1, 1)
+    assert (len(later.advocacy.surveys), len(later.advocacy.invites)) == (1, 1)
     gone = prune_advocacy(account, NOW + timedelta(days=30, seconds=1), POLICY)
-    assert (gone.surveys, gone.invites) == ((), ())
+    assert (gone.advocacy.surveys, gone.advocacy.invites) == ((), ())
 
 
 def test_only_the_newest_invitations_are_kept_beyond_the_cap():
@@ -176,7 +177,9 @@ def test_only_the_newest_invitations_are_kept_beyond_the_cap():
     account = Account("ann")
     for minutes in (5, 1, 4, 2, 3):
         account = record_invite(account, invite(NOW - timedelta(minutes=minutes)), policy)
-    assert [i.at for i in account.invites] == [NOW - timedelta(minutes=m) for m in (3, 2, 1)]
+    assert [i.at for i in account.advocacy.invites] == [
+        NOW - timedelta(minutes=m) for m in (3, 2, 1)
+    ]
 
 
 def test_the_funnel_counts_invites_signups_conversions_and_referrers():
@@ -188,7 +191,7 @@ def test_the_funnel_counts_invites_signups_conversions_and_referrers():
     attributed = replace(converted, referral_key="rk-2", status="attributed", converted_at=None)
     old = replace(converted, referral_key="rk-3", signed_up_at=NOW - timedelta(days=3),
                   converted_at=NOW - timedelta(days=2))  # fmt: skip
-    accounts = [referrer, *(Account(f"r{i}", referral=r) for i, r in
+    accounts = [referrer, *(Account(f"r{i}", referral=ReferralState(r)) for i, r in
                             enumerate((converted, attributed, old)))]  # fmt: skip
     counts = window_counts([f for a in accounts for f in facts(a)], NOW)
     stage = {s: (counts.get((("funnel", s), "1h"), 0), counts.get((("funnel", s), "7d"), 0))
@@ -216,7 +219,7 @@ def test_follow_up_finds_the_next_answer_and_a_repurchase_in_any_arrival_order()
         "o-late": Order("o-late", "e", complained + timedelta(days=31), 100, 1, 0, NOW),
         "o-1": Order("o-1", "e", complained + timedelta(days=3), 100, 1, 0, NOW),
     }  # fmt: skip
-    done = follow_up(replace(account, orders=orders), POLICY).complaints["c1"]
+    done = follow_up(replace(account, points=PointsState(orders=orders)), POLICY).complaints["c1"]
     assert (done.next_score, done.repurchased_at) == (9, complained + timedelta(days=3))
     pruned = prune_advocacy(replace(account, complaints={"c1": done}), NOW + timedelta(days=60),
                             POLICY)  # fmt: skip

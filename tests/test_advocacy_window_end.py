@@ -10,8 +10,8 @@ from datetime import timedelta
 import pytest
 from redis.asyncio import Redis
 
+from processors.account import Account
 from processors.advocacy import AdvocacyPolicy
-from processors.points import Account
 from streams.adapters.window_end import SharedWindowEnd
 from streams.advocacy import AdvocacyWindows
 from tests.test_advocacy_event_clock import WALL, answered

@@ -10,8 +10,8 @@ import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from msgspec.structs import replace
 
+from processors.account import Account
 from processors.compensation import (
     GRANTED,
     CompensationPolicy,
@@ -22,8 +22,9 @@ from processors.compensation import (
     idempotency_key,
     net_spend,
 )
-from processors.points import Account, EarnRate, Order, PointsPolicy
-from processors.referral_state import Referee
+from processors.points import EarnRate, PointsPolicy
+from processors.points_state import Order, PointsState
+from processors.referral_state import Referee, ReferralState
 from processors.settlement import Policies, settle
 from schemas.models import Complaint, Purchase, Severity
 
@@ -59,7 +60,7 @@ def order(order_id: str, cents: int, currency: str = "EUR", refunded: int = 0) -
 
 
 def spender(*orders: Order) -> Account:
-    return Account("ann", orders={o.order_id: o for o in orders})
+    return Account("ann", PointsState(orders={o.order_id: o for o in orders}))
 
 
 def decided(account: Account, event: Complaint, policy: CompensationPolicy = POLICY) -> Any:
@@ -153,7 +154,7 @@ def referee(status: str) -> Referee:
     ],
 )
 def test_a_customer_under_fraud_review_or_rejected_is_not_compensated(status, reason):
-    account = replace(Account("ann"), referral=referee(status))
+    account = Account("ann", referral=ReferralState(referee(status)))
     care = decided(account, complaint("critical"))
     assert care.decision.reason == (reason or "compensated")
     assert (care.order is None) == (reason is not None)
@@ -267,7 +268,7 @@ def test_settle_reserves_then_decides_with_the_customers_spend_of_the_same_batch
     assert [(d.outcome, d.tier) for d in final.decisions] == [("gift_card", "vip")]
     assert [o.amount_cents for o in final.orders] == [7_500]
     assert final.account.complaints[complained.complaint_id].compensated
-    assert final.account.pending == 800  # the points of the same batch are still there
+    assert final.account.points.pending == 800  # the points of the same batch are still there
     replay = settle(final.account, events, NOW, POLICIES, grants={})
     assert (replay.decisions, replay.orders, replay.budget_requests) == ((), (), ())
 
@@ -276,8 +277,8 @@ def test_accounts_with_complaints_survive_the_table_encoding():
     account = settle(Account("ann"), [complaint("low")], NOW, POLICIES).account
     raw = msgspec.msgpack.encode(account)
     assert msgspec.msgpack.decode(raw, type=Account) == account
-    old = msgspec.msgpack.encode(["ann", 5])  # before complaints existed (fields are appended)
-    assert msgspec.msgpack.decode(old, type=Account) == Account("ann", pending=5)
+    old = msgspec.msgpack.encode(["ann", [5]])  # before complaints existed (fields are appended)
+    assert msgspec.msgpack.decode(old, type=Account) == Account("ann", PointsState(pending=5))
 
 
 def settle_rounds(events: list[Any], answers: dict[str, str]) -> tuple[Any, list[str]]:

@@ -10,8 +10,12 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from processors.account import Account
 from processors.expiry import ExpiryPolicy, next_due
-from processors.points import Account, EarnRate, LedgerEntry, PointsPolicy, with_lots
+from processors.expiry_state import ExpiryState, with_lots
+from processors.ledger import LedgerEntry
+from processors.points import EarnRate, PointsPolicy
+from processors.points_state import PointsState
 from processors.settlement import Policies, settle
 from schemas.models import Purchase
 from schemas.outputs import ExpiryWarning
@@ -53,20 +57,20 @@ def test_a_debit_takes_the_oldest_lot_first():
 def test_a_lot_expires_at_the_end_of_its_lifetime_after_a_warning():
     account = settle(Account("c-1"), [buy(1, 5_000, T0)], T0, LIFETIME).account
     released = T0 + 2 * DAY
-    assert account.expiry_due_at is None  # nothing available yet
+    assert account.expiry.due_at is None  # nothing available yet
     warned = settle(account, [], released + 8 * DAY, LIFETIME)
     assert [(w.points, w.expires_at, w.warned_at) for w in warned.expiry_warnings] == [
         (50, released + 10 * DAY, released + 7 * DAY)
     ]
-    assert warned.account.expiry_due_at == released + 10 * DAY
+    assert warned.account.expiry.due_at == released + 10 * DAY
     again = settle(warned.account, [], released + 9 * DAY, LIFETIME)
     assert again.expiry_warnings == ()
     expired = settle(again.account, [], released + 11 * DAY, LIFETIME)
     [entry] = expired.entries
     assert (entry.kind, entry.available_delta, entry.available_after) == ("expiry", -50, 0)
     assert (entry.order_id, entry.occurred_at) == ("expiry:lifetime", released + 10 * DAY)
-    assert expired.account.lots == ()
-    assert expired.account.expiry_due_at is None
+    assert expired.account.expiry.lots == ()
+    assert expired.account.expiry.due_at is None
 
 
 def test_spent_points_never_expire_and_a_warning_names_what_is_left():
@@ -79,7 +83,7 @@ def test_spent_points_never_expire_and_a_warning_names_what_is_left():
 
 def test_inactivity_expires_all_available_points_once():
     account = settle(Account("c-1"), [buy(1, 5_000, T0)], T0 + 3 * DAY, INACTIVE).account
-    assert account.active_at == T0 + 3 * DAY
+    assert account.expiry.active_at == T0 + 3 * DAY
     assert next_due(account, INACTIVE.expiry) == T0 + 18 * DAY
     done = settle(account, [], T0 + 40 * DAY, INACTIVE)
     assert [(w.reason, w.points) for w in done.expiry_warnings] == [("inactivity", 50)]
@@ -91,7 +95,7 @@ def test_inactivity_expires_all_available_points_once():
 
 def test_without_a_policy_no_lots_are_kept():
     account = settle(Account("c-1"), [buy(1, 5_000, T0)], T0 + 30 * DAY, POINTS).account
-    assert (account.lots, account.available) == (None, 50)
+    assert (account.expiry.lots, account.points.available) == (None, 50)
 
 
 def _run(events: list[Any], times: list[datetime], cuts: list[int]) -> tuple[Account, list[Any]]:
@@ -115,13 +119,15 @@ def test_expiry_does_not_depend_on_batch_cuts(steps, cuts):
     assert _run(events, times, cuts) == whole
     assert _run(events, times, list(range(len(events)))) == whole
     account = whole[0]
-    assert sum(n for _, n in account.lots or ()) == account.available
+    assert sum(n for _, n in account.expiry.lots or ()) == account.points.available
 
 
 def test_the_sweep_schedule_visits_an_idle_account_when_an_expiry_step_is_due():
     schedule = ReleaseSchedule()
     asyncio.run(schedule.rebuild([0], []))
-    idle = Account("c-1", available=5, lots=((T0, 5),), expiry_due_at=T0 + 10 * DAY)
+    idle = Account(
+        "c-1", PointsState(available=5), expiry=ExpiryState(((T0, 5),), due_at=T0 + 10 * DAY)
+    )
     schedule.track(0, Account("c-1"), idle)
     assert due_at(idle) == T0 + 10 * DAY
     assert schedule.pop_due(T0 + 9 * DAY, 10) == {}

@@ -14,7 +14,7 @@ import orjson
 import pytest
 import redis
 
-from processors.points import Account
+from processors.account import Account
 from processors.settlement import settle
 from schemas.models import Purchase
 from streams.adapters.dedupe import seen_namespace
@@ -73,7 +73,14 @@ def assert_consistent(worker, settings, expected: dict[str, Account]) -> None:
     """HTTP, Redis and the ledger all agree with the pure model, for every customer."""
     for customer, account in expected.items():
         eventually(
-            partial(balance_is, worker, settings, customer, account.pending, account.available)
+            partial(
+                balance_is,
+                worker,
+                settings,
+                customer,
+                account.points.pending,
+                account.points.available,
+            )
         )
     ledger = authoritative_ledger(settings)
     for customer, account in expected.items():
@@ -81,11 +88,11 @@ def assert_consistent(worker, settings, expected: dict[str, Account]) -> None:
         assert sorted(entries) == list(range(1, len(entries) + 1))
         last = entries[len(entries)]
         assert (last["pending_after"], last["available_after"]) == (
-            account.pending, account.available
+            account.points.pending, account.points.available
         )  # fmt: skip
         earns = [e for e in entries.values() if e["kind"] == "earn"]
         earned = {e["order_id"]: e["pending_delta"] for e in earns}
-        assert earned == {o.order_id: o.earned for o in account.orders.values() if o.earned}
+        assert earned == {o.order_id: o.earned for o in account.points.orders.values() if o.earned}
 
 
 def test_replaying_the_same_events_changes_nothing(settings, start_worker):
@@ -137,8 +144,8 @@ def test_a_worker_killed_mid_stream_resumes_with_exactly_its_balances(settings, 
     extra = purchase(customer_id=CUSTOMERS[0], amount_cents=1000, order_id=new_id("o"))
     publish(settings, "purchases", [record("purchases", extra)])
     account = expected[CUSTOMERS[0]]
-    eventually(lambda: balance_is(third, settings, CUSTOMERS[0], account.pending + 10,
-                                  account.available))  # fmt: skip
+    eventually(lambda: balance_is(third, settings, CUSTOMERS[0], account.points.pending + 10,
+                                  account.points.available))  # fmt: skip
 
 
 def lag_known(worker) -> bool:

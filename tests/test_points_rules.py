@@ -9,21 +9,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from processors.account import Account
 from processors.ids import stable_id
+from processors.ledger import Anomaly, LedgerEntry, Outcome
 from processors.points import (
-    Account,
-    Anomaly,
     EarnRate,
-    LedgerEntry,
     Multiplier,
-    Outcome,
     PointsPolicy,
     earn,
-    next_release,
     points_for,
     release_due,
     reverse,
 )
+from processors.points_state import PointsState, next_release
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 POLICY = PointsPolicy(
@@ -59,17 +57,17 @@ def test_points_for(cents, currency, at, expected):
 
 def test_purchase_earns_pending_points_released_after_the_hold():
     out = buy(Account("c-1"), "o-1", 4599)
-    assert (out.account.pending, out.account.available) == (45, 0)
+    assert (out.account.points.pending, out.account.points.available) == (45, 0)
     assert [e.kind for e in out.entries] == ["earn"]
-    assert next_release(out.account) == T0 + timedelta(days=14)
+    assert next_release(out.account.points) == T0 + timedelta(days=14)
     assert release_due(out.account, T0 + timedelta(days=13, hours=23)).entries == ()
     released = release_due(out.account, T0 + timedelta(days=14))
-    assert (released.account.pending, released.account.available) == (0, 45)
+    assert (released.account.points.pending, released.account.points.available) == (0, 45)
     assert [(e.kind, e.pending_delta, e.available_delta) for e in released.entries] == [
         ("release", -45, 45)
     ]
     assert release_due(released.account, T0 + timedelta(days=30)).entries == ()
-    assert next_release(released.account) is None
+    assert next_release(released.account.points) is None
 
 
 def test_unknown_currency_is_rejected_not_ignored():
@@ -98,7 +96,7 @@ def test_refund_reversals(refunds, released_first, pending, available, shortfall
     for n, cents in enumerate(refunds):
         out = reverse(account, event_id=f"r-{n}", order_id="o-1", refunded_cents=cents, at=T0)
         account, anomalies = out.account, anomalies + list(out.anomalies)
-    assert (account.pending, account.available) == (pending, available)
+    assert (account.points.pending, account.points.available) == (pending, available)
     assert sum(a.points for a in anomalies) == shortfall
 
 
@@ -107,14 +105,18 @@ def test_reversal_after_the_points_were_spent_is_a_shortfall_not_a_negative_bala
     account = release_due(account, T0 + timedelta(days=15)).account
     account = buy(account, "o-2", 0, redeem=80).account
     out = reverse(account, event_id="r-1", order_id="o-1", refunded_cents=10_000, at=T0)
-    assert (out.account.pending, out.account.available) == (0, 0)
+    assert (out.account.points.pending, out.account.points.available) == (0, 0)
     assert [(a.kind, a.points) for a in out.anomalies] == [("reversal_shortfall", 80)]
 
 
 def test_refund_of_an_unknown_order_is_reported():
     out = reverse(Account("c-1"), event_id="r-1", order_id="nope", refunded_cents=100, at=T0)
-    assert (out.account.pending, out.account.available, out.account.orders) == (0, 0, {})
-    assert out.account.orphan_refunds == {"r-1": T0}
+    assert (
+        out.account.points.pending,
+        out.account.points.available,
+        out.account.points.orders,
+    ) == (0, 0, {})
+    assert out.account.points.orphan_refunds == {"r-1": T0}
     assert [a.kind for a in out.anomalies] == ["refund_unknown_order"]
 
 
@@ -122,9 +124,9 @@ def test_refund_of_an_unknown_order_is_reported():
     ("available", "wanted", "left", "short"), [(50, 30, 20, 0), (50, 80, 0, 30)]
 )
 def test_redemption_debits_available_and_records_a_shortfall(available, wanted, left, short):
-    account = Account("c-1", available=available)
+    account = Account("c-1", PointsState(available=available))
     out = buy(account, "o-1", 0, redeem=wanted)
-    assert out.account.available == left
+    assert out.account.points.available == left
     assert sum(a.points for a in out.anomalies if a.kind == "redemption_shortfall") == short
 
 
@@ -166,12 +168,12 @@ def test_balances_equal_the_ledger_never_go_negative_and_replays_are_idempotent(
         replay = apply(out.account, op)
         assert replay.account == out.account and replay.entries == ()  # same event again
         account, ledger = out.account, ledger + list(out.entries)
-        assert account.pending >= 0 and account.available >= 0
-        assert account.pending == sum(e.pending_delta for e in ledger)
-        assert account.available == sum(e.available_delta for e in ledger)
+        assert account.points.pending >= 0 and account.points.available >= 0
+        assert account.points.pending == sum(e.pending_delta for e in ledger)
+        assert account.points.available == sum(e.available_delta for e in ledger)
         if ledger:
             assert (ledger[-1].pending_after, ledger[-1].available_after) == (
-                account.pending, account.available,
+                account.points.pending, account.points.available,
             )  # fmt: skip
     assert len({e.entry_id for e in ledger}) == len(ledger)
 

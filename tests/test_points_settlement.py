@@ -10,8 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from processors.account import Account
 from processors.ids import stable_id
-from processors.points import Account, EarnRate, LedgerEntry, PointsPolicy
+from processors.ledger import LedgerEntry
+from processors.points import EarnRate, PointsPolicy
 from processors.settlement import Settlement, settle
 from schemas.models import Purchase
 
@@ -107,7 +109,7 @@ SCENARIOS: dict[str, Scenario] = {  # batches -> (pending, available), anomalies
                          list(SCENARIOS.values()), ids=list(SCENARIOS))  # fmt: skip
 def test_scenarios(batches, balances, anomalies, credits):
     account, done = run(batches)
-    assert (account.pending, account.available) == balances
+    assert (account.points.pending, account.points.available) == balances
     assert [(a.kind, a.order_id, a.points) for s in done for a in s.anomalies] == anomalies
     assert [(c.order_id, c.points) for s in done for c in s.credits] == credits
     assert all(s.rejections == () for s in done)
@@ -134,7 +136,7 @@ def test_suspicious_refunds_and_reused_orders_carry_their_amounts():
     assert [(a.kind, a.amount_cents, a.currency) for a in reused.anomalies] == [
         ("order_id_reused", 300, "JPY")
     ]
-    assert reused.account.orders["o-1"].amount_cents == 10_000  # the first purchase stands
+    assert reused.account.points.orders["o-1"].amount_cents == 10_000  # the first purchase stands
 
 
 def test_credit_reward_id_is_stable_per_customer_and_order():
@@ -156,7 +158,7 @@ def test_purchase_in_a_currency_without_a_rate_is_rejected_and_not_recorded():
     assert "USD" in out.rejections[0].detail
     assert out.account == Account("c-1") and out.entries == () and out.anomalies == ()
     later = settle(out.account, [buy("o-1", 500, event="e-eur")], T0, POLICY)  # not a duplicate
-    assert later.account.pending == 5 and later.rejections == ()
+    assert later.account.points.pending == 5 and later.rejections == ()
 
 
 @pytest.mark.parametrize(
@@ -184,8 +186,8 @@ def test_purchase_in_a_currency_without_a_rate_is_rejected_and_not_recorded():
 )
 def test_orders_are_pruned_after_retention_only_when_nothing_is_pending(policy, batches, kept):
     account, _ = run(batches, policy)
-    assert set(account.orders) == kept
-    assert account.pending == sum(o.pending for o in account.orders.values())
+    assert set(account.points.orders) == kept
+    assert account.points.pending == sum(o.pending for o in account.points.orders.values())
     last = batches[-1][0]
     late = settle(account, [refund("o-1", 10_000, day=last, n=9)], T0 + last * DAY, policy)
     expected = [] if "o-1" in kept else [("refund_unknown_order", "o-1")]
@@ -206,7 +208,7 @@ def test_replaying_a_refund_that_preceded_its_purchase_changes_nothing():
     events = [refund("o-1", 500), buy("o-1", 1_000)]
     first = settle(Account("c-1"), events, T0, POLICY)
     assert [(a.kind, a.order_id) for a in first.anomalies] == [("refund_unknown_order", "o-1")]
-    assert first.account.pending == 10
+    assert first.account.points.pending == 10
     again = settle(first.account, events, T0, POLICY)  # the refund stays unknown: no reversal
     assert again == Settlement(first.account)
 
@@ -214,10 +216,14 @@ def test_replaying_a_refund_that_preceded_its_purchase_changes_nothing():
 def test_an_unknown_order_refund_is_reported_once_and_remembered_until_retention():
     first = settle(Account("c-1"), [refund("nope", 500)], T0, POLICY)
     assert [a.kind for a in first.anomalies] == ["refund_unknown_order"]
-    assert (first.account.pending, first.account.available, first.account.sequence) == (0, 0, 0)
+    assert (
+        first.account.points.pending,
+        first.account.points.available,
+        first.account.points.sequence,
+    ) == (0, 0, 0)
     assert settle(first.account, [refund("nope", 500)], T0, POLICY) == Settlement(first.account)
     later = settle(first.account, [], T0 + POLICY.order_retention + 30 * DAY, POLICY)
-    assert later.account.orphan_refunds == {}
+    assert later.account.points.orphan_refunds == {}
 
 
 @pytest.mark.parametrize(
@@ -285,17 +291,17 @@ def test_ledger_invariants_over_random_batches(raw):
             assert all(e.customer_id == customer for e in out.entries)
     for customer, account in accounts.items():
         ledger = ledgers[customer]
-        assert account.pending >= 0 and account.available >= 0  # (a)
-        assert account.pending == sum(e.pending_delta for e in ledger)  # (b)
-        assert account.available == sum(e.available_delta for e in ledger)
-        assert account.pending == sum(o.pending for o in account.orders.values())
+        assert account.points.pending >= 0 and account.points.available >= 0  # (a)
+        assert account.points.pending == sum(e.pending_delta for e in ledger)  # (b)
+        assert account.points.available == sum(e.available_delta for e in ledger)
+        assert account.points.pending == sum(o.pending for o in account.points.orders.values())
         pending = available = 0
         for entry in ledger:  # (c), and (a) after every entry
             pending, available = pending + entry.pending_delta, available + entry.available_delta
             assert (entry.pending_after, entry.available_after) == (pending, available)
             assert pending >= 0 and available >= 0
         assert [e.sequence for e in ledger] == list(range(1, len(ledger) + 1))  # (d)
-        assert account.sequence == len(ledger)
+        assert account.points.sequence == len(ledger)
         assert len({e.entry_id for e in ledger}) == len(ledger)  # (e)
         everything = [e for _, events in batches for e in events if e.customer_id == customer]
         now = batches[-1][0] if batches else T0

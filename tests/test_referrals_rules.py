@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from msgspec.structs import replace
 
-from processors.points import Account, EarnRate, PointsPolicy
+from processors.account import Account
+from processors.points import EarnRate, PointsPolicy
 from processors.referral_rings import ring_edges
 from processors.referrals import Cap, ReferralPolicy, referral_key, referral_order_id
 from processors.settlement import Event, Policies, Settlement, settle
@@ -93,13 +94,13 @@ def run(
 
 def test_an_honest_referral_credits_the_referee_and_commands_the_referrers_credit():
     done = run([signup(), buy("o1")])
-    referral = done.account.referral
+    referral = done.account.referral.referee
     assert referral is not None and referral.status == "converted" and referral.order_id == "o1"
     credit = [e for e in done.entries if e.kind == "referral"]
     assert [(e.order_id, e.pending_delta) for e in credit] == [
         (referral_order_id(KEY, "referee"), 300)
     ]
-    assert done.account.pending == 40 + 300
+    assert done.account.points.pending == 40 + 300
     (command,) = done.commands
     assert (command.command, command.customer_id, command.points) == (
         "credit_referrer",
@@ -115,7 +116,7 @@ def test_an_honest_referral_credits_the_referee_and_commands_the_referrers_credi
 def test_the_referral_points_become_available_after_the_hold_and_are_announced():
     converted = run([signup(), buy("o1")])
     later = run([], account=converted.account, now=T0 + timedelta(days=16))
-    assert later.account.available == 340 and later.account.pending == 0
+    assert later.account.points.available == 340 and later.account.points.pending == 0
     reasons = sorted(c.reason for c in later.credits)
     assert reasons == ["purchase_points_released", "referral_referee_released"]
 
@@ -124,7 +125,10 @@ def test_a_conversion_waits_for_a_fraud_verdict():
     done = run([signup(), buy("o1")], verdicts={})
     assert [c.purchase.event_id for c in done.checks] == ["p-o1"]
     assert done.commands == () and not [e for e in done.entries if e.kind == "referral"]
-    assert done.account.referral is not None and done.account.referral.status == "attributed"
+    assert (
+        done.account.referral.referee is not None
+        and done.account.referral.referee.status == "attributed"
+    )
 
 
 @pytest.mark.parametrize(
@@ -139,12 +143,15 @@ def test_a_conversion_waits_for_a_fraud_verdict():
 def test_a_purchase_that_does_not_qualify_does_not_convert(purchase, why):
     done = run([signup(), purchase], verdicts={purchase.event_id: "approve"})
     assert done.commands == (), why
-    assert done.account.referral is not None and done.account.referral.status == "attributed", why
+    assert (
+        done.account.referral.referee is not None
+        and done.account.referral.referee.status == "attributed"
+    ), why
 
 
 def test_an_existing_customer_is_not_eligible():
     done = run([buy("o0", at=T0 - timedelta(days=3)), signup(), buy("o1")])
-    assert done.account.referral is None
+    assert done.account.referral.referee is None
     assert [(r.status, r.reason) for r in done.referral_rewards] == [
         ("ineligible", "existing_customer")
     ]
@@ -153,7 +160,10 @@ def test_an_existing_customer_is_not_eligible():
 def test_the_first_referrer_wins_by_sign_up_time_until_conversion():
     late, early = signup("carol", at=T0 + timedelta(hours=1)), signup("alice", at=T0)
     done = run([late, early, buy("o1")])
-    assert done.account.referral is not None and done.account.referral.referrer_id == "alice"
+    assert (
+        done.account.referral.referee is not None
+        and done.account.referral.referee.referrer_id == "alice"
+    )
     assert ("ineligible", "earlier_referral") in [
         (r.status, r.reason) for r in done.referral_rewards
     ]
@@ -167,7 +177,9 @@ def test_the_first_referrer_wins_by_sign_up_time_until_conversion():
 def test_a_purchase_processed_before_its_sign_up_still_converts():
     bought = run([buy("o1")])
     done = run([signup()], account=bought.account)
-    assert done.account.referral is not None and done.account.referral.order_id == "o1"
+    assert (
+        done.account.referral.referee is not None and done.account.referral.referee.order_id == "o1"
+    )
     assert [c.command for c in done.commands] == ["credit_referrer"]
 
 
@@ -176,19 +188,26 @@ def test_a_purchase_processed_before_its_sign_up_still_converts():
 ])  # fmt: skip
 def test_a_suspicious_conversion_is_held_or_rejected(verdict, status, rejected):
     done = run([signup(), buy("o1")], verdicts={"p-o1": verdict})
-    assert done.account.referral is not None and done.account.referral.status == status
-    assert done.commands == () and done.account.pending == 40
+    assert (
+        done.account.referral.referee is not None and done.account.referral.referee.status == status
+    )
+    assert done.commands == () and done.account.points.pending == 40
     assert done.fraud_rejected == rejected
     assert {r.status for r in done.referral_rewards} == {status}
 
 
 def test_an_operator_approves_a_held_conversion_and_both_sides_are_credited():
     held = run([signup(decision="review"), buy("o1")])
-    assert held.account.referral is not None and held.account.referral.status == "held"
+    assert (
+        held.account.referral.referee is not None and held.account.referral.referee.status == "held"
+    )
     done = run([decision("approve")], account=held.account)
-    assert done.account.referral is not None and done.account.referral.status == "converted"
+    assert (
+        done.account.referral.referee is not None
+        and done.account.referral.referee.status == "converted"
+    )
     assert [c.command for c in done.commands] == ["credit_referrer"]
-    assert done.account.pending == 40 + 300
+    assert done.account.points.pending == 40 + 300
     again = run([decision("approve")], account=done.account)
     assert again.account == done.account and again.commands == ()
 
@@ -196,7 +215,10 @@ def test_an_operator_approves_a_held_conversion_and_both_sides_are_credited():
 def test_an_operator_rejects_a_reviewed_sign_up_before_it_converts():
     reviewed = run([signup(decision="review")])
     done = run([decision("reject"), buy("o1")], account=reviewed.account)
-    assert done.account.referral is not None and done.account.referral.status == "rejected"
+    assert (
+        done.account.referral.referee is not None
+        and done.account.referral.referee.status == "rejected"
+    )
     assert done.commands == () and done.fraud_rejected == ("alice", "bob")
 
 
@@ -209,8 +231,11 @@ def test_a_decision_without_a_review_changes_nothing():
 def test_a_refund_inside_the_hold_cancels_both_sides():
     converted = run([signup(), buy("o1")])
     done = run([refund("o1", 4000, T0 + timedelta(days=3))], account=converted.account)
-    assert done.account.referral is not None and done.account.referral.status == "cancelled"
-    assert done.account.pending == 0
+    assert (
+        done.account.referral.referee is not None
+        and done.account.referral.referee.status == "cancelled"
+    )
+    assert done.account.points.pending == 0
     (command,) = done.commands
     assert (command.command, command.customer_id) == ("cancel_referrer", "alice")
 
@@ -223,7 +248,10 @@ def test_a_refund_that_leaves_the_referral_standing(cents, at, why):
     converted = run([signup(), buy("o1")])
     done = run([refund("o1", cents, at)], account=converted.account)
     assert done.commands == (), why
-    assert done.account.referral is not None and done.account.referral.status == "converted", why
+    assert (
+        done.account.referral.referee is not None
+        and done.account.referral.referee.status == "converted"
+    ), why
 
 
 def credit(key: str, at: datetime, points: int = 500) -> ReferralCommand:
@@ -243,7 +271,7 @@ def settle_alice(events: list[Event], account: Account | None = None) -> Settlem
 def test_referrer_credits_stop_at_the_count_cap_and_are_recorded_as_capped():
     days = [T0, T0 + timedelta(days=1), T0 + timedelta(days=2)]
     done = settle_alice([credit(f"k{i}", at) for i, at in enumerate(days)])
-    assert done.account.pending == 1000
+    assert done.account.points.pending == 1000
     assert [(r.status, r.reason) for r in done.referral_rewards] == [
         ("credited", None), ("credited", None), ("capped", "cap_count_30d"),
     ]  # fmt: skip
@@ -275,7 +303,7 @@ def test_a_cancelled_referrer_credit_is_reversed_and_no_longer_counts():
         [cancel, credit("k1", T0 + timedelta(days=3)), credit("k2", T0 + timedelta(days=4))],
         account=credited.account,
     )
-    assert done.account.pending == 1000
+    assert done.account.points.pending == 1000
     assert [r.status for r in done.referral_rewards] == ["cancelled", "credited", "credited"]
 
 
@@ -295,13 +323,13 @@ def test_a_referrers_held_credit_is_cancelled_whatever_the_caps(caps):
         POLICIES, referrals=dataclasses.replace(POLICIES.referrals, caps=caps)
     )
     credited = settle(Account("alice"), [credit("k0", T0)], T0, policies)
-    assert credited.account.pending == 500
+    assert credited.account.points.pending == 500
     cancel = replace(
         credit("k0", T0 + timedelta(days=3)), event_id="cc-k0", command="cancel_referrer",
         points=None, release_at=None,
     )  # fmt: skip
     done = settle(credited.account, [cancel], T0 + timedelta(days=3), policies)
-    assert done.account.pending == 0 and done.account.available == 0
+    assert done.account.points.pending == 0 and done.account.points.available == 0
     assert [r.status for r in done.referral_rewards] == ["cancelled"]
 
 
@@ -311,7 +339,7 @@ def test_a_released_referrer_credit_is_forgotten_without_caps():
     )
     credited = settle(Account("alice"), [credit("k0", T0)], T0, policies)
     released = settle(credited.account, [], T0 + HOLD + timedelta(days=1), policies)
-    assert released.account.available == 500 and released.account.grants == ()
+    assert released.account.points.available == 500 and released.account.referral.grants == ()
 
 
 def ring_review(n: int = 1, at: datetime = T0 + timedelta(days=2)) -> ReferralCommand:
@@ -332,19 +360,28 @@ def test_ring_edges_are_the_cycle_but_the_new_sign_up():
 def test_a_ring_edge_not_yet_converted_waits_for_an_operator_at_conversion():
     attributed = run([signup()])
     flagged = run([ring_review()], account=attributed.account)
-    assert flagged.account.referral is not None and flagged.account.referral.decision == "review"
+    assert (
+        flagged.account.referral.referee is not None
+        and flagged.account.referral.referee.decision == "review"
+    )
     converted = run([buy("o1")], account=flagged.account)
-    assert converted.account.referral is not None
-    assert converted.account.referral.status == "held" and converted.account.pending == 40
+    assert converted.account.referral.referee is not None
+    assert (
+        converted.account.referral.referee.status == "held"
+        and converted.account.points.pending == 40
+    )
     assert {r.status for r in converted.referral_rewards} == {"held"}
 
 
 def test_a_converted_ring_edge_gives_back_both_rewards_once():
     converted = run([signup(), buy("o1")])
-    assert converted.account.pending == 340
+    assert converted.account.points.pending == 340
     done = run([ring_review()], account=converted.account)
-    assert done.account.pending == 40
-    assert done.account.referral is not None and done.account.referral.status == "cancelled"
+    assert done.account.points.pending == 40
+    assert (
+        done.account.referral.referee is not None
+        and done.account.referral.referee.status == "cancelled"
+    )
     (command,) = done.commands
     assert (command.command, command.customer_id, command.alert_id) == (
         "cancel_referrer", "alice", "fa-ring",
@@ -354,16 +391,16 @@ def test_a_converted_ring_edge_gives_back_both_rewards_once():
     assert again.account == done.account and again.commands == () and again.entries == ()
     referrer = settle_alice([credit("k0", T0)])
     cancelled = settle_alice([replace(command, referral_key="k0")], account=referrer.account)
-    assert cancelled.account.pending == 0
+    assert cancelled.account.points.pending == 0
     assert [r.reason for r in cancelled.referral_rewards] == ["referral_ring"]
 
 
 def test_a_ring_edge_whose_rewards_were_released_stays_paid_and_is_reported_once():
     converted = run([signup(), buy("o1")])
     released = run([], account=converted.account, now=T0 + timedelta(days=1) + HOLD)
-    assert released.account.available == 340
+    assert released.account.points.available == 340
     late = run([ring_review(at=T0 + HOLD * 2)], account=released.account)
-    assert late.account.available == 340 and late.entries == () and late.commands == ()
+    assert late.account.points.available == 340 and late.entries == () and late.commands == ()
     assert [(r.status, r.reason) for r in late.referral_rewards] == [("kept", "after_release")]
     again = run([ring_review(2, at=T0 + HOLD * 2)], account=late.account)
     assert again.account == late.account and again.referral_rewards == ()
@@ -392,12 +429,12 @@ def test_late_evidence_acts_on_the_referral_as_far_as_it_got(
 ):
     start = run(before)
     done = run([rescore(decision)], account=start.account)
-    referral = done.account.referral
+    referral = done.account.referral.referee
     assert referral is not None and referral.status == status
     assert {r.status for r in done.referral_rewards} == ({outcome} if outcome else set())
     assert all(r.reason == "fraud_late_evidence" for r in done.referral_rewards)
     assert set(done.fraud_rejected) == set(remembered)
-    assert done.account.pending == (40 if before[-1] != signup() else 0)
+    assert done.account.points.pending == (40 if before[-1] != signup() else 0)
     again = run([rescore(decision, 2)], account=done.account)
     assert again.account == done.account and again.referral_rewards == () and again.commands == ()
 

@@ -12,9 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import processors.settlement
+from processors.account import Account
 from processors.advocacy import follow_up
 from processors.compensation import GRANTED
-from processors.points import Account, EarnRate, PointsPolicy
+from processors.points import EarnRate, PointsPolicy
 from processors.settlement import Event, Policies, Settlement, settle
 from schemas.models import Complaint, Purchase, SurveyResponse
 

@@ -15,9 +15,10 @@ from hypothesis import strategies as st
 
 import processors.settlement
 import processors.settlement_rules
+from processors.account import Account
 from processors.compensation import GRANTED, BudgetRequest
 from processors.expiry import ExpiryPolicy
-from processors.points import Account, EarnRate, PointsPolicy
+from processors.points import EarnRate, PointsPolicy
 from processors.referrals import ConversionCheck, referral_key
 from processors.settlement import Event, Pending, Policies, Settlement, resume, settle, start
 from processors.tiers import Tier, TierPolicy
@@ -285,7 +286,10 @@ def test_a_pause_holds_the_question_and_resuming_needs_its_answer():
     assert isinstance(first, Pending)
     assert (first.index, first.budget_requests) == (1, ())
     assert [c.purchase.event_id for c in first.checks] == [buy.event_id]
-    assert first.account.referral is not None and first.account.referral.status == "attributed"
+    assert (
+        first.account.referral.referee is not None
+        and first.account.referral.referee.status == "attributed"
+    )
     with pytest.raises(ValueError, match="answer"):
         resume(first, {"someone-else": "approve"})
     second = resume(first, {buy.event_id: "approve"})
@@ -297,7 +301,10 @@ def test_a_pause_holds_the_question_and_resuming_needs_its_answer():
                           {buy.event_id: "approve"}, grants={complaint.event_id: GRANTED},
                           times=times)  # fmt: skip
     assert [d.outcome for d in done.decisions] == ["gift_card"]
-    assert done.account.referral is not None and done.account.referral.status == "converted"
+    assert (
+        done.account.referral.referee is not None
+        and done.account.referral.referee.status == "converted"
+    )
 
 
 def test_nothing_to_ask_settles_at_once():

@@ -9,12 +9,13 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processors.points import Account, EarnRate, PointsPolicy
+from processors.account import Account
+from processors.points import EarnRate, PointsPolicy
 from processors.settlement import Policies, settle
+from processors.tier_state import TierState, add
 from processors.tiers import (
     Tier,
     TierPolicy,
-    add,
     advance,
     day_of,
     held,
@@ -46,49 +47,49 @@ def buy(
 
 def test_a_purchase_reaching_a_threshold_upgrades_at_once():
     account, change = qualify(Account("c-1"), 10_000, T0, SPEND)
-    assert account.tier == "silver"
+    assert account.tier.name == "silver"
     assert change is not None
     assert (change.direction, change.tier, change.previous_tier) == ("upgrade", "silver", None)
     assert (change.qualifying, change.multiplier_percent, change.changed_at) == (10_000, 150, T0)
     again, none = qualify(account, 100, T0 + DAY, SPEND)
     assert none is None
-    assert again.tier == "silver"
+    assert again.tier.name == "silver"
 
 
 def test_a_downgrade_happens_at_midnight_when_the_period_no_longer_supports_it():
     account, _ = qualify(Account("c-1"), 60_000, T0, SPEND)
-    assert account.tier == "gold"
-    assert account.tier_due_at == midnight(day_of(T0) + 30)  # the sweep visits an idle account
+    assert account.tier.name == "gold"
+    assert account.tier.due_at == midnight(day_of(T0) + 30)  # the sweep visits an idle account
     still, changes = advance(account, T0 + 29 * DAY, SPEND)
-    assert (still.tier, changes) == ("gold", [])
+    assert (still.tier.name, changes) == ("gold", [])
     after, changes = advance(still, T0 + 31 * DAY, SPEND)
-    assert after.tier is None
+    assert after.tier.name is None
     assert [(c.previous_tier, c.tier) for c in changes] == [("gold", None)]
     assert changes[0].direction == "downgrade"
     assert changes[0].changed_at == midnight(day_of(T0) + 30)
-    assert after.tier_days == ()
+    assert after.tier.days == ()
 
 
 def test_the_grace_delays_a_downgrade_and_steps_down_one_day_at_a_time():
     account, _ = qualify(Account("c-1"), 50_000, T0, GRACE)
     account, _ = qualify(account, 12_000, T0 + 20 * DAY, GRACE)
     kept, changes = advance(account, T0 + 39 * DAY, GRACE)
-    assert (kept.tier, changes) == ("gold", [])
+    assert (kept.tier.name, changes) == ("gold", [])
     moved, changes = advance(kept, T0 + 60 * DAY, GRACE)
     assert [(c.previous_tier, c.tier) for c in changes] == [("gold", "silver"), ("silver", None)]
     assert [c.changed_at for c in changes] == [
         midnight(day_of(T0) + 40), midnight(day_of(T0) + 60)
     ]  # fmt: skip
-    assert moved.tier is None
-    assert moved.tier_due_at is None
+    assert moved.tier.name is None
+    assert moved.tier.due_at is None
 
 
 def test_a_refund_takes_back_qualifying_spend():
     account, _ = qualify(Account("c-1"), 12_000, T0, SPEND)
     account, change = qualify(account, -5_000, T0 + DAY, SPEND)
     assert change is not None
-    assert (change.direction, account.tier) == ("downgrade", None)
-    assert qualifying(account.tier_days, day_of(T0 + DAY), SPEND) == 7_000
+    assert (change.direction, account.tier.name) == ("downgrade", None)
+    assert qualifying(account.tier.days, day_of(T0 + DAY), SPEND) == 7_000
 
 
 @given(st.lists(st.tuples(st.integers(0, 40), st.integers(-5_000, 20_000)), max_size=30))
@@ -105,7 +106,7 @@ def test_day_amounts_never_go_negative_and_sum_as_added(adds):
 def test_tier_multiplies_purchase_earning_and_composes_with_campaigns():
     policies = Policies(POINTS, tiers=SPEND)
     first = settle(Account("c-1"), [buy(1, 20_000, T0)], T0, policies)
-    assert first.account.tier == "silver"
+    assert first.account.tier.name == "silver"
     assert first.entries[0].pending_delta == 200  # the qualifying purchase earns at the old tier
     second = settle(first.account, [buy(2, 10_000, T0 + DAY)], T0 + DAY, policies)
     assert second.entries[0].pending_delta == 150
@@ -114,17 +115,17 @@ def test_tier_multiplies_purchase_earning_and_composes_with_campaigns():
 
 def test_progress_names_the_next_tier_and_what_it_needs():
     account, _ = qualify(Account("c-1"), 12_000, T0, SPEND)
-    assert progress(account, T0, SPEND) == {
+    assert progress(account.tier, T0, SPEND) == {
         "tier": "silver", "basis": "spend", "qualifying": 12_000, "next_tier": "gold",
         "remaining": 38_000,
     }  # fmt: skip
-    assert progress(account, T0, TierPolicy()) is None
+    assert progress(account.tier, T0, TierPolicy()) is None
 
 
 def test_points_basis_counts_points_earned():
     policy = TierPolicy((Tier("silver", 150, 120),), "points", period_days=30)
     done = settle(Account("c-1"), [buy(1, 20_000, T0)], T0, Policies(POINTS, tiers=policy))
-    assert done.account.tier == "silver"
+    assert done.account.tier.name == "silver"
     assert done.tier_changes[0].qualifying == 200
 
 
@@ -158,10 +159,10 @@ def test_tier_changes_do_not_depend_on_batch_cuts(steps, cuts):
 
 def test_customers_per_tier_move_on_commit_and_rebuild_from_a_scan():
     counts = TierCounts(SPEND)
-    silver, gold = Account("a", tier="silver"), Account("b", tier="gold")
+    silver, gold = Account("a", tier=TierState("silver")), Account("b", tier=TierState("gold"))
     counts.track(0, Account("a"), silver)
     counts.track(1, Account("b"), gold)
-    counts.track(0, silver, Account("a", tier="gold"))
+    counts.track(0, silver, Account("a", tier=TierState("gold")))
     assert counts.totals() == {"silver": 0, "gold": 2}
     counts.forget([1])
     assert list(counts.rebuilding([0], iter([(0, silver)]))) == [(0, silver)]

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
-from processors.points import Account, EarnRate, PointsPolicy
+from processors.account import Account
+from processors.points import EarnRate, PointsPolicy
 from processors.settlement import Policies, settle
 from schemas.codec import Codec
 from schemas.models import Purchase

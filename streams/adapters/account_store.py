@@ -9,8 +9,8 @@ store is never ahead of the changelog. An aborted transaction is `discard`ed. Af
 assignment `recover` reads the changelog from the offset the local store reached (the whole
 changelog on a fresh disk) up to its last committed record, then the partition is processed.
 
-Values: one version byte, then the msgpack array of the account (`processors.points.Account`;
-fields are only ever appended, with defaults, so older records decode). An empty account
+Values: one format byte, then msgpack of the account (`streams/adapters/account_codec.py`: the
+format written, and the older ones still read). An empty account
 (`is_blank`: no more than `Account(customer_id)` and time's bookkeeping, e.g. after a forget
 command) is staged as a tombstone: a null value that compaction removes, and a delete in
 RocksDB; it loads as a new empty account.
@@ -28,40 +28,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import msgspec
 from confluent_kafka import Consumer, KafkaError, Message
 from confluent_kafka import TopicPartition as KafkaPartition
 from rocksdict import Options, Rdict, WriteBatch, WriteOptions
 
-from processors.points import Account, is_blank
+from processors.account import Account, is_blank
+from streams.adapters.account_codec import decode_account, encode_account
 
 log = logging.getLogger(__name__)
 
-FORMAT = b"\x01"
 META_OFFSET = b"\x00meta:changelog-next-offset"
 META_CLOCK = b"\x00meta:stream-time-ms"
-_encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(Account)
 _NO_WAL = WriteOptions()
 _NO_WAL.disable_wal = True  # type: ignore[method-assign,assignment]  # the changelog is durable
-
-
-class StateFormatError(RuntimeError):
-    """A stored account is in a format this version cannot read."""
-
-
-def encode_account(account: Account) -> bytes:
-    """The stored form of an account."""
-    return FORMAT + _encoder.encode(account)
-
-
-def decode_account(raw: bytes) -> Account:
-    """An account from its stored form."""
-    if raw[:1] != FORMAT:
-        raise StateFormatError(
-            f"account record of format {raw[:1]!r}: written by another version of the worker"
-        )
-    return _decoder.decode(memoryview(raw)[1:])
 
 
 class AccountStore:

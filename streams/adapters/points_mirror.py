@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import orjson
 from redis.asyncio import Redis
 
-from processors.points import Account, is_blank
+from processors.account import Account, is_blank
 from streams.adapters.metrics import PipelineMetrics
 from streams.adapters.redis_retry import RedisRetry
 
@@ -60,7 +60,7 @@ class BalanceMirror:
         ns = self._namespace
         rows = orjson.dumps(
             [
-                (f"{ns}:{a.customer_id}", _sequence(a), a.pending, a.available,
+                (f"{ns}:{a.customer_id}", _sequence(a), a.points.pending, a.points.available,
                  int(a.customer_id in erased))
                 for a in accounts
             ]
@@ -71,4 +71,4 @@ class BalanceMirror:
 
 def _sequence(account: Account) -> int:
     """The account's sequence, or -1 for an empty account (nothing to mirror)."""
-    return -1 if is_blank(account) else account.sequence
+    return -1 if is_blank(account) else account.points.sequence

@@ -34,13 +34,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from msgspec.structs import replace
-
+from processors.account import Account
 from processors.compensation import GRANTED, CompensationPolicy, assess
 from processors.ids import stable_id
-from processors.points import Account
-from processors.referral_state import Referee
-from processors.referrals import ReferralPolicy, converts, credit_points, referral_key
+from processors.referral_state import Referee, ReferralState
+from processors.referrals import ReferralPolicy, converts, credit_points, referral_key, with_referee
 from processors.referrals import referral_order_id as reward_order
 from processors.routing import key_mismatch
 from processors.settlement import Policies, settle
@@ -111,7 +109,9 @@ def expect(records: Mapping[str, Sequence[Rec]], settings: Settings) -> Expected
     _referrals(expected, events, accounts, rules.referrals)
     _complaints(expected, [e for e in events if e.topic == "complaints"], rules.compensation)
     for customer, account in accounts.items():
-        expected.balances[customer] = Balance(account.pending, account.available, account.sequence)
+        expected.balances[customer] = Balance(
+            account.points.pending, account.points.available, account.points.sequence
+        )
     return expected
 
 
@@ -207,15 +207,15 @@ def _attribute(
     """Attribute the referee (a new customer, referred once); the qualifying purchase, if any."""
     assert signup.referee_id is not None
     account = accounts.get(signup.referee_id, Account(signup.referee_id))
-    if account.referral is not None:
+    if account.referral.referee is not None:
         raise WorkloadError(f"referee {signup.referee_id} signed up twice")
     _check_new_customer(signup, bought, out)
     key = referral_key(signup.referrer_id, signup.referee_id)
     referee = Referee(
         key, signup.referrer_id, signup.event_id, signup.occurred_at, "approve", "attributed", ""
     )
-    accounts[signup.referee_id] = replace(account, referral=referee)
-    with_referral = Account(signup.referee_id, referral=referee)
+    accounts[signup.referee_id] = with_referee(account, referee)
+    with_referral = Account(signup.referee_id, referral=ReferralState(referee))
     qualifying = next((p for p in bought if converts(with_referral, p, policy)), None)
     if qualifying is not None:
         _check_kept(qualifying, bought)

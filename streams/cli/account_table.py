@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from processors.points import Account
-from streams.adapters.account_store import decode_account
+from processors.account import Account
+from streams.adapters.account_codec import decode_account
 from streams.adapters.topic_reader import read_to_end
 from streams.settings import Settings
 

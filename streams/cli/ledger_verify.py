@@ -19,7 +19,7 @@ import msgspec
 import redis
 from tqdm import tqdm
 
-from processors.points import Account
+from processors.account import Account
 from schemas.outputs import PointsLedgerEntry
 from streams.adapters.points_mirror import mirror_namespace
 from streams.adapters.topic_reader import read_to_end
@@ -115,7 +115,7 @@ def compare(
     customer_id: str, rebuilt: Balance | None, account: Account, mirror: dict[str, str] | None
 ) -> list[str]:
     """The differences between one customer's rebuilt balance, account and mirror hash."""
-    stored = Balance(account.pending, account.available, account.sequence)
+    stored = Balance(account.points.pending, account.points.available, account.points.sequence)
     differences = []
     if rebuilt is None and stored.sequence > 0:
         differences.append(f"customer {customer_id}: account {_show(stored)}, no ledger entries")

@@ -15,7 +15,7 @@ from datetime import datetime
 import msgspec
 import orjson
 
-from processors.points import Account
+from processors.account import Account
 from processors.referral_state import Referee
 from schemas.outputs import FraudAlert
 from streams.adapters.topic_reader import read_to_end
@@ -45,11 +45,11 @@ class Waiting:
 def waiting(accounts: dict[str, Account]) -> dict[str, Referee]:
     """The referees whose referral waits for an operator."""
     return {
-        customer_id: a.referral
+        customer_id: a.referral.referee
         for customer_id, a in accounts.items()
-        if a.referral is not None
-        and a.referral.decision == "review"
-        and a.referral.status in {"attributed", "held"}
+        if a.referral.referee is not None
+        and a.referral.referee.decision == "review"
+        and a.referral.referee.status in {"attributed", "held"}
     }
 
 

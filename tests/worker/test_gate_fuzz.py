@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from processors.account import Account
 from processors.compensation import GRANTED
 from processors.fraud import FraudFacts, evaluate
-from processors.points import Account
 from processors.routing import KEY_FIELDS
 from processors.settlement import settle
 from schemas.codec import CONTROL_TOPICS, INPUT_TOPICS, MAX_DETAIL_CHARS, SCHEMA_DIR, Codec

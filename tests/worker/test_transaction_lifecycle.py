@@ -57,7 +57,7 @@ async def test_a_batch_commits_outputs_offsets_and_state_together(tmp_path: Path
     assert read and all(w.cluster.offsets[tp] == len(w.cluster.logs[tp]) for tp in read)
     assert (
         w.mirror.balances["c-0"][2]
-        == w.hot.accounts.load(w.consumer.partition_of("c-0"), "c-0").sequence
+        == w.hot.accounts.load(w.consumer.partition_of("c-0"), "c-0").points.sequence
     )
 
 

@@ -8,9 +8,9 @@ from datetime import datetime
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from processors.account import Account
 from processors.compensation import GRANTED, BudgetRequest
 from processors.fraud import FraudFacts
-from processors.points import Account
 from processors.referrals import ConversionCheck
 from schemas.models import Referral
 from streams.adapters.compensation_budget import Reserved
@@ -120,9 +120,9 @@ class Mirror:
         await self.outage.call()
         for account in accounts:
             self.balances[account.customer_id] = (
-                account.pending,
-                account.available,
-                account.sequence,
+                account.points.pending,
+                account.points.available,
+                account.points.sequence,
             )
         for customer_id in erased:
             self.balances.pop(customer_id, None)
