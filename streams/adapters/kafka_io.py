@@ -87,8 +87,12 @@ def ensure_topics(
 
 
 def _create(settings: Settings, wanted: list[NewTopic]) -> list[NewTopic]:
-    """Create what is missing; returns the topics to try again (transient errors)."""
-    admin = admin_client(settings.kafka_bootstrap_servers)
+    """Create what is missing; returns the topics to try again (transient errors).
+
+    A new client each attempt: with KRaft a broker names a random live broker as the controller,
+    and a client that learnt a broker which then died waits for it ("Timed out waiting for
+    controller") until its next metadata refresh, minutes later; a new one asks afresh."""
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
     again = []
     by_name = {t.topic: t for t in wanted}
     for topic, future in admin.create_topics(wanted, operation_timeout=30).items():
