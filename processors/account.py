@@ -35,6 +35,8 @@ class Account(Struct, frozen=True, gc=False, array_like=True):
 def is_blank(account: Account) -> bool:
     """Nothing but time's bookkeeping (no balance, history or facts): an erased or unused
     account, stored as a tombstone."""
+    if account.points.sequence or account.points.orders:
+        return False  # the common case, answered without building anything
     bare = Account(
         account.customer_id,
         replace(account.points, release_due_at=None),
