@@ -106,11 +106,11 @@ class AccountSettler:
         ]
 
     def apply(self, settled: Sequence[Settled]) -> None:
-        """Publish and stage; the balances' mirror and the fraud index are written meanwhile
-        (the transaction waits for them before it commits)."""
+        """Publish and stage; the fraud index is written meanwhile (the transaction waits for
+        it before it commits)."""
         for done in settled:
             self.outputs.publish(done.settlement)
-        self._txn.meanwhile(self.accounts.stage(self._txn.emit_raw, settled))
+        self.accounts.stage(self._txn.emit_raw, settled)
         rejected = [c for s in settled for c in s.settlement.fraud_rejected]
         if rejected:
             self._txn.meanwhile(self._referrals.mark_rejected(rejected))
@@ -118,7 +118,7 @@ class AccountSettler:
 
     def _erase(self, erasures: Sequence[ErasureRequest]) -> None:
         """Announce the batch's erasures (no personal data) and erase the customers from the
-        identity index meanwhile (awaited before the transaction commits, like the mirror)."""
+        identity index meanwhile (awaited before the transaction commits)."""
         if not erasures:
             return
         for e in erasures:

@@ -1,9 +1,10 @@
 """The customer accounts a worker owns, and what it derives from them once they are durable.
 
 An account is read from the store (RocksDB, recovered from the changelog), settled by the rules,
-and staged into the open transaction as a changelog record; its Redis mirror is written
-meanwhile. Only when the transaction commits is the account written to RocksDB, and are the
-hold-end schedule and the advocacy windows moved from the account's old state to its new one.
+and staged into the open transaction as a changelog record. Only when the transaction commits is
+the account written to RocksDB, are the hold-end schedule and the advocacy windows moved from
+the account's old state to its new one, and is its balance queued for the Redis mirror
+(`streams.mirror_follower`, written in the background: Redis is not a condition of the commit).
 An aborted transaction leaves all of them as they were. An account erased by a forget command
 is staged as a changelog tombstone (it is empty), its mirror hash deleted, and the indexes move
 from its old state to the empty one, which forgets it.
@@ -12,8 +13,7 @@ from its old state to the empty one, which forgets it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Collection, Sequence
-from typing import Protocol
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from msgspec import Struct
 
@@ -24,6 +24,7 @@ from streams.adapters.metrics import PointsMetrics
 from streams.advocacy import AdvocacyWindows
 from streams.ingest import StreamClocks
 from streams.loyalty import TierCounts
+from streams.mirror_follower import MirrorFollower, row_of
 from streams.release_schedule import ReleaseSchedule
 
 log = logging.getLogger(__name__)
@@ -43,13 +44,6 @@ class Settled(Struct, frozen=True, gc=False):
         return self.settlement.account is not self.before
 
 
-class Mirror(Protocol):
-    """The balances' mirror in Redis (`streams.adapters.points_mirror.BalanceMirror`)."""
-
-    async def write(self, accounts: Sequence[Account], erased: Collection[str] = ()) -> None:
-        """Write the accounts' balances; delete the erased customers' hashes."""
-
-
 class OwnedAccounts:
     """The owned partitions' accounts, their stream clocks, hold ends and advocacy facts."""
 
@@ -60,7 +54,7 @@ class OwnedAccounts:
         schedule: ReleaseSchedule,
         advocacy: AdvocacyWindows,
         clocks: StreamClocks,
-        mirror: Mirror,
+        mirror: MirrorFollower,
         metrics: PointsMetrics,
         tiers: TierCounts | None = None,
     ) -> None:
@@ -69,7 +63,7 @@ class OwnedAccounts:
         self.schedule = schedule
         self.advocacy = advocacy
         self.clocks = clocks
-        self._mirror = mirror
+        self.mirror = mirror
         self.metrics = metrics
         self._staged: list[Settled] = []
         """Settled in the open transaction: the indexes move once it commits."""
@@ -78,9 +72,9 @@ class OwnedAccounts:
         """The customer's account as the open transaction has it."""
         return self.store.load(partition, customer_id)
 
-    def stage(self, emit: Emit, settled: Sequence[Settled]) -> Awaitable[None]:
-        """Stage the changed accounts' changelog records; the Redis mirror's write of them, to
-        be done before the transaction commits."""
+    def stage(self, emit: Emit, settled: Sequence[Settled]) -> None:
+        """Stage the changed accounts' changelog records (and their balances for the mirror,
+        queued once the transaction commits)."""
         stored = [s for s in settled if s.changed]
         self._staged += stored
         clocks = {p: at for p in {s.partition for s in stored} if (at := self.clocks.now(p))}
@@ -88,7 +82,7 @@ class OwnedAccounts:
         after = [s.settlement.account for s in stored]
         erased = {a.customer_id for a in after if is_blank(a)}  # and any forgotten this batch
         erased |= {e.customer_id for s in stored for e in s.settlement.erasures}
-        return self._mirror.write(after, erased)
+        self.mirror.stage(after, erased)
 
     def committed(self) -> None:
         """The transaction committed (the store has made the accounts durable): move the hold
@@ -100,10 +94,12 @@ class OwnedAccounts:
                 self.tiers.track(done.partition, done.before, done.settlement.account)
         self._staged.clear()
         self.metrics.held_customers.set(len(self.schedule))
+        self.mirror.committed()
 
     def discarded(self) -> None:
-        """The transaction was aborted: the indexes stay as they were."""
+        """The transaction was aborted: the indexes (and the mirror) stay as they were."""
         self._staged.clear()
+        self.mirror.discarded()
 
     def forget(self, revoked: frozenset[int]) -> None:
         """Revoked: stop releasing and counting there (the next owner does)."""
@@ -120,9 +116,22 @@ class OwnedAccounts:
         advocacy facts of every account in the recovered partitions."""
         for partition in owned:
             self.clocks.seed(partition, self.store.stream_time(partition))
-        scanned = self.advocacy.rebuilding(owned, self.store.scan(sorted(owned)))
+        scanned = self._mirrored(self.store.scan(sorted(owned)))
+        scanned = self.advocacy.rebuilding(owned, scanned)
         if self.tiers is not None:
             scanned = self.tiers.rebuilding(owned, scanned)
         await self.schedule.rebuild(owned, scanned)
         self.metrics.held_customers.set(len(self.schedule))
         self.metrics.recoveries.inc()
+
+    def _mirrored(self, scanned: Iterable[tuple[int, Account]]) -> Iterator[tuple[int, Account]]:
+        """Queue every recovered account's balance for the mirror as it passes (the catch-up:
+        what a worker that died had not mirrored yet is written now)."""
+        rows = []
+        for partition, account in scanned:
+            rows.append(row_of(account))
+            if len(rows) >= 10_000:
+                self.mirror.follow(rows)
+                rows = []
+            yield partition, account
+        self.mirror.follow(rows)

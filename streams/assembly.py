@@ -18,18 +18,20 @@ from processors.settlement import Policies
 from schemas.codec import FULFILMENT_TOPICS, Codec
 from schemas.models import Referral
 from streams.account_settler import AccountSettler, Clock
-from streams.accounts import Mirror, OwnedAccounts
+from streams.accounts import OwnedAccounts
 from streams.adapters.account_store import AccountStore
 from streams.adapters.compensation_metrics import CompensationMetrics
 from streams.adapters.dead_letter import DeadLetterSink
 from streams.adapters.metrics import LoopMetrics, PipelineMetrics, PointsMetrics
 from streams.adapters.referral_metrics import ReferralMetrics
+from streams.adapters.seen_marks import Legacy, SeenMarks
 from streams.advocacy import AdvocacyCollector, AdvocacyWindows
 from streams.agents import Agents, Handler
 from streams.compensation import Budget, CompensationDesk
 from streams.compensation_app import compensation_policy, discount_code_key
-from streams.ingest import Admitted, FirstSeen, Gate, Rejected, StreamClocks
+from streams.ingest import Admitted, Gate, Rejected, StreamClocks
 from streams.loyalty import TierCounts, expiry_policy, tier_policy
+from streams.mirror_follower import Mirror, MirrorFollower
 from streams.pipeline import Pipeline, PoisonRecords, Source
 from streams.referral_intake import Identity, ReferralIntake
 from streams.referrals_app import fraud_policy, referral_policy
@@ -58,7 +60,8 @@ class Ports:
     producer: Producer
     source: HotSource
     store: AccountStore
-    first_seen: FirstSeen
+    legacy_marks: Legacy | None
+    """The first-seen marks a version before this one left in Redis (read during the cut-over)."""
     identity: Identity
     budget: Budget
     mirror: Mirror
@@ -90,10 +93,12 @@ def assemble(wiring: Wiring, ports: Ports, *, partitions: int, outcome: LoopMetr
     settings = wiring.settings
     clocks, poison = StreamClocks(), PoisonRecords()
     txn = Transaction(ports.producer, ports.source, outcome=outcome)
+    marks = SeenMarks(ports.store, settings.changelog_topic(), settings.dedupe_ttl_s,
+                      txn.emit_raw, ports.legacy_marks)  # fmt: skip
     gate = Gate(
         {settings.topic(base): base for base in INGEST_TOPICS},
         Codec(max_event_bytes=settings.max_event_bytes),
-        first_seen=ports.first_seen, dead_letters=DeadLetterSink(txn), metrics=wiring.metrics,
+        first_seen=marks, dead_letters=DeadLetterSink(txn), metrics=wiring.metrics,
         clocks=clocks, poison=poison,
     )  # fmt: skip
     accounts = _accounts(wiring, ports, clocks)
@@ -101,6 +106,7 @@ def assemble(wiring: Wiring, ports: Ports, *, partitions: int, outcome: LoopMetr
     # Who is told how each transaction ended, in this order (streams.transaction):
     for participant in (
         ports.store,
+        marks,
         accounts,
         settler.outputs,
         intake,
@@ -157,9 +163,12 @@ def _accounts(wiring: Wiring, ports: Ports, clocks: StreamClocks) -> OwnedAccoun
     wiring.registry.register(AdvocacyCollector(advocacy, wiring.clock))
     tiers = TierCounts(tier_policy(wiring.settings))
     wiring.registry.register(tiers)
+    metrics, mirror = PointsMetrics.create(wiring.registry), MirrorFollower(ports.mirror)
+    metrics.mirror_lag.set_function(lambda: mirror.lag_s)
+    metrics.mirror_queued.set_function(lambda: mirror.queued)
     return OwnedAccounts(
         store=ports.store, schedule=ReleaseSchedule(), advocacy=advocacy, clocks=clocks,
-        mirror=ports.mirror, metrics=PointsMetrics.create(wiring.registry), tiers=tiers,
+        mirror=mirror, metrics=metrics, tiers=tiers,
     )  # fmt: skip
 
 

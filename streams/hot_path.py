@@ -15,7 +15,7 @@ from processors.tiers import TierPolicy, progress
 from streams.accounts import OwnedAccounts
 from streams.adapters.account_store import AccountStore
 from streams.adapters.compensation_budget import CompensationBudget
-from streams.adapters.dedupe import first_seen_index
+from streams.adapters.dedupe import legacy_marks
 from streams.adapters.kafka_io import consumer_config, instance_id, producer_config, recovery_config
 from streams.adapters.kafka_source import KafkaSource
 from streams.adapters.metrics import loop_metrics as ingest_metrics
@@ -63,7 +63,7 @@ def build_hot_path(wiring: Wiring, redis: Redis, *, partitions: int, fatal: Fata
     store = _store(settings)
     ports = Ports(
         producer=outbox, source=source, store=store,
-        first_seen=first_seen_index(settings, redis, metrics),
+        legacy_marks=legacy_marks(settings, redis, metrics, INGEST_TOPICS),
         identity=identity_index(settings, redis, fraud_policy(settings), metrics),
         budget=CompensationBudget(
             redis, namespace=settings.app_id, caps=settings.compensation_budgets,

@@ -24,14 +24,18 @@ from schemas.codec import Codec, DecodeError
 from schemas.models import InputEvent
 from streams.adapters.metrics import PipelineMetrics
 
+Seen = tuple[str, Position, datetime]
+"""An event id, where its record is, and the stream time it is processed at."""
+
 
 class FirstSeen(Protocol):
-    """The first-seen index of event ids (`streams.adapters.dedupe.FirstSeenIndex`)."""
+    """The first-seen index of event ids (the hot path's `streams.adapters.seen_marks`, in the
+    partition's state; the fulfilment loop's `streams.adapters.dedupe`, in Redis)."""
 
-    async def mark(self, entries: Sequence[tuple[str, Position]]) -> list[str | None]:
+    async def mark(self, entries: Sequence[Seen]) -> list[str | None]:
         """Mark each event id at its position if new; the first position seen, or None."""
 
-    async def forget(self, entries: Sequence[tuple[str, Position]]) -> None:
+    async def forget(self, entries: Sequence[Seen]) -> None:
         """Drop the marks (a rejected event may be corrected and published again)."""
 
 
@@ -196,7 +200,7 @@ class Gate:
         return event
 
     async def _drop_duplicates(self, valid: list[Admitted]) -> list[Admitted]:
-        marks = await self._first_seen.mark([(a.event.event_id, a.position) for a in valid])
+        marks = await self._first_seen.mark([(a.event.event_id, a.position, a.at) for a in valid])
         admitted = []
         for item, mark in zip(valid, marks, strict=True):
             delivery = classify_delivery(mark, item.position)
@@ -212,7 +216,8 @@ class Gate:
         """Dead-letter business rejections and forget their event ids for a fixed re-publish."""
         for r in rejected:
             self._dead_letters.send(r.item.topic, r.item.message, r.reason, r.detail)
-        await self._first_seen.forget([(r.item.event.event_id, r.item.position) for r in rejected])
+        forgotten = [(r.item.event.event_id, r.item.position, r.item.at) for r in rejected]
+        await self._first_seen.forget(forgotten)
 
     def done(self, processed: Sequence[Admitted]) -> None:
         """The batch is handled: `processed` are the events the handlers took (not the rejected);

@@ -162,9 +162,9 @@ class Settings(BaseSettings):
         default="redis://127.0.0.1:16379/0",
         pattern="^rediss?://",
         validation_alias=AliasChoices("REDIS_URL", "REWARDS_REDIS_URL"),
-        description="Redis for the first-seen index, the balance mirror, the identity index, the "
-        "compensation budget and gift-card records (`REWARDS_REDIS_URL` also works; one Redis, "
-        "not Cluster)",
+        description="Redis for the balance mirror, the identity index, the compensation budget, "
+        "gift-card records and the fulfilment loop's first-seen marks (`REWARDS_REDIS_URL` also "
+        "works; one Redis, not Cluster)",
     )
     topic_prefix: str = Field(
         default="", description="prefix of every topic name (tests and benchmarks use their own)"
@@ -244,7 +244,9 @@ class Settings(BaseSettings):
         default=100_000, ge=0, description="decoded accounts kept in memory in front of RocksDB"
     )
     dedupe_ttl_s: int = Field(
-        default=7 * 24 * 3600, ge=60, description="how long an event id is remembered (7 days)"
+        default=7 * 24 * 3600,
+        ge=1,
+        description="how long (stream time) an event id is remembered to drop copies (7 days)",
     )
     redis_retry_max_s: float = Field(
         default=5.0, gt=0, description="cap of the backoff while Redis is unreachable"

@@ -22,9 +22,10 @@ This module is the whole story of a transaction:
 
 What an abort undoes, then, is exactly: the Kafka transaction (nothing of it is visible to
 `read_committed` readers), the offsets, and what each participant staged. The participants of the
-hot path (`streams.hot_path`): the accounts' store (RocksDB writes), the owned accounts' indexes
-(hold ends, advocacy windows, tier counts), the settlement outputs' counters, the referral
-counters, the identity index's recorded pairs, and the gate's counts. No one else keeps
+hot path (`streams.assembly`): the accounts' store (RocksDB writes), the first-seen marks (their
+RocksDB writes: an aborted batch's events are new again), the owned accounts' indexes (hold
+ends, advocacy windows, tier counts), the settlement outputs' counters, the referral counters,
+the identity index's recorded pairs, the gate's counts and the stream clocks. No one else keeps
 transaction state.
 """
 

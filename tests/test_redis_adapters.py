@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import pytest
+import redis
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from processors.delivery import Delivery, Position, classify_delivery
 from streams.adapters.dedupe import FirstSeenIndex
 from streams.adapters.metrics import PipelineMetrics
-from tests.events import purchase, record
+from streams.adapters.points_mirror import mirror_namespace
+from tests.events import new_id, purchase, record
 from tests.support import eventually, publish
+from tests.test_points_pipeline import topic_records
+
+AT = datetime(2026, 12, 7, tzinfo=UTC)
 
 pytestmark = pytest.mark.integration
 
@@ -39,8 +45,8 @@ def test_first_seen_index_tells_new_redelivered_and_duplicate(settings):
     async def scenario() -> tuple[list[str | None], list[str | None]]:
         async with client:
             return (
-                await first_seen.mark([("e-1", a), ("e-2", a), ("e-1", b)]),
-                await first_seen.mark([("e-1", a), ("e-2", b)]),
+                await first_seen.mark([("e-1", a, AT), ("e-2", a, AT), ("e-1", b, AT)]),
+                await first_seen.mark([("e-1", a, AT), ("e-2", b, AT)]),
             )
 
     first, second = asyncio.run(scenario())
@@ -53,13 +59,11 @@ def test_first_seen_index_tells_new_redelivered_and_duplicate(settings):
 
 
 def test_marks_expire(settings):
-    import redis
-
     first_seen, client = index(settings.redis_url, settings.app_id)
 
     async def scenario() -> None:
         async with client:
-            await first_seen.mark([("e-ttl", Position("t", 0, 1))])
+            await first_seen.mark([("e-ttl", Position("t", 0, 1), AT)])
 
     asyncio.run(scenario())
     with redis.Redis.from_url(settings.redis_url) as sync:
@@ -74,7 +78,7 @@ def test_outage_holds_the_batch_and_catches_up(private_redis):
 
     async def scenario() -> tuple[bool, list[str | None]]:
         async with client:
-            task = asyncio.create_task(first_seen.mark([("e-1", Position("t", 0, 1))]))
+            task = asyncio.create_task(first_seen.mark([("e-1", Position("t", 0, 1), AT)]))
             await asyncio.sleep(1.5)
             held = not task.done()
             await asyncio.to_thread(private_redis.start)
@@ -86,17 +90,30 @@ def test_outage_holds_the_batch_and_catches_up(private_redis):
     assert metrics.redis_errors.labels("dedupe")._value.get() >= 1
 
 
-def test_worker_survives_a_redis_outage_and_catches_up(settings, start_worker, private_redis):
-    worker = start_worker(settings.model_copy(update={"redis_url": private_redis.url}))
+def test_purchases_settle_through_a_redis_outage_and_the_mirror_catches_up(
+    settings, start_worker, private_redis
+):
+    settings = settings.model_copy(update={"redis_url": private_redis.url})
+    worker = start_worker(settings)
     publish(settings, "purchases", [record("purchases", purchase())])
     eventually(lambda: worker.total("rewards_events_processed_total", topic="purchases") == 1)
+    eventually(lambda: worker.total("rewards_mirror_queued") == 0)
 
     private_redis.stop()
-    publish(settings, "purchases", [record("purchases", purchase()) for _ in range(3)])
-    eventually(lambda: worker.total("rewards_redis_errors_total") >= 2)
-    assert worker.total("rewards_events_processed_total", topic="purchases") == 1
+    later = [purchase(customer_id=new_id("c")) for _ in range(3)]
+    publish(settings, "purchases", [record("purchases", e) for e in later])
+    # settled and committed while Redis is away: no Redis round trip on the purchases' path
+    eventually(lambda: worker.total("rewards_events_processed_total", topic="purchases") == 4)
+    ledger = {e["customer_id"] for e in topic_records(settings, "points-ledger")}
+    assert {e["customer_id"] for e in later} <= ledger
+    assert worker.total("rewards_mirror_queued") == 3
+    assert worker.total("rewards_mirror_lag_seconds") > 0
     assert worker.proc is not None and worker.proc.poll() is None
 
     private_redis.start()
-    eventually(lambda: worker.total("rewards_events_processed_total", topic="purchases") == 4)
+    eventually(lambda: worker.total("rewards_mirror_queued") == 0)
+    mirror = redis.Redis.from_url(private_redis.url, decode_responses=True)
+    for event in later:
+        stored = mirror.hgetall(f"{mirror_namespace(settings.app_id)}:{event['customer_id']}")
+        assert stored["pending"] == "45" and stored["available"] == "0", stored
     assert worker.total("rewards_duplicate_events_total") == 0

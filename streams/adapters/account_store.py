@@ -194,6 +194,25 @@ class AccountStore:
         if len(cache) > self._cache_size // max(1, len(self._cache)):
             del cache[next(iter(cache))]
 
+    def local(self, partition: int) -> Any:
+        """The open local store of `partition`, for what is kept beside the accounts (under
+        keys starting with `\\x00`, which `scan` skips)."""
+        return self._dbs[partition]
+
+    def write_local(self, partition: int, ops: Sequence[tuple[bytes, bytes | None]]) -> None:
+        """Write (None: delete) raw keys beside the accounts, once their changelog records are
+        committed (a partition closed meanwhile gets them from the changelog)."""
+        db = self._dbs.get(partition)
+        if db is None:
+            return
+        batch = self._batch()
+        for key, value in ops:
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        db.write(batch, _NO_WAL)
+
     def stream_time(self, partition: int) -> datetime | None:
         """The partition's stream clock as last committed (or staged)."""
         return self._staged_clock.get(partition) or self._clock.get(partition)

@@ -240,6 +240,8 @@ class PointsMetrics:
     held_customers: Gauge
     recoveries: Counter
     release_errors: Counter
+    mirror_lag: Gauge
+    mirror_queued: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> PointsMetrics:
@@ -265,6 +267,15 @@ class PointsMetrics:
                 "rewards_points_release_schedule_size",
                 "Scheduled hold ends tracked by this worker (customers with pending points).",
                 registry=registry,
+            ),
+            mirror_lag=Gauge(
+                "rewards_mirror_lag_seconds",
+                "Age of the oldest committed balance not yet written to the Redis mirror (0: "
+                "caught up).", registry=registry,
+            ),
+            mirror_queued=Gauge(
+                "rewards_mirror_queued",
+                "Committed balances waiting to be written to the Redis mirror.", registry=registry,
             ),
             release_errors=Counter(
                 "rewards_points_release_errors",

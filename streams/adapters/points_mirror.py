@@ -9,13 +9,12 @@ erased account's hash is deleted first (its sequence starts again); an empty one
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import orjson
 from redis.asyncio import Redis
 
-from processors.account import Account, is_blank
 from streams.adapters.metrics import PipelineMetrics
 from streams.adapters.redis_retry import RedisRetry
 
@@ -52,23 +51,12 @@ class BalanceMirror:
         self._retry = RedisRetry("points_mirror", retry_max_s, metrics)
         self._script = redis.register_script(MIRROR_SCRIPT)
 
-    async def write(self, accounts: Sequence[Account], erased: Collection[str] = ()) -> None:
-        """Mirror `accounts` (the `erased` customers' hashes deleted first, and not written
-        again if their account is empty); waits (retrying) until Redis has them."""
-        if not accounts:
+    async def write(self, rows: Sequence[tuple[str, int, int, int, bool]]) -> None:
+        """Mirror the rows (customer id, sequence (-1: an empty account, not written), pending,
+        available, erased (its hash deleted first)); waits (retrying) until Redis has them."""
+        if not rows:
             return
         ns = self._namespace
-        rows = orjson.dumps(
-            [
-                (f"{ns}:{a.customer_id}", _sequence(a), a.points.pending, a.points.available,
-                 int(a.customer_id in erased))
-                for a in accounts
-            ]
-        )  # fmt: skip
+        packed = orjson.dumps([(f"{ns}:{c}", seq, p, a, int(gone)) for c, seq, p, a, gone in rows])
         at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-        await self._retry.call(lambda: self._script(keys=[], args=[at, rows]))
-
-
-def _sequence(account: Account) -> int:
-    """The account's sequence, or -1 for an empty account (nothing to mirror)."""
-    return -1 if is_blank(account) else account.points.sequence
+        await self._retry.call(lambda: self._script(keys=[], args=[at, packed]))

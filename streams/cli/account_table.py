@@ -9,11 +9,14 @@ from streams.settings import Settings
 
 
 def account_table(settings: Settings, timeout_s: float = 60.0) -> dict[str, Account]:
-    """The accounts changelog's latest record per customer; a tombstone removes the customer."""
+    """The accounts changelog's latest record per customer; a tombstone removes the customer
+    (keys starting with `\\x00` are the first-seen marks kept beside the accounts)."""
     table: dict[str, Account] = {}
     for msg in read_to_end(settings.kafka_bootstrap_servers, settings.changelog_topic(), timeout_s):
-        customer_id = (msg.key() or b"").decode()
-        raw = msg.value()
+        key = msg.key() or b""
+        if key[:1] == b"\x00":  # kept beside the accounts (first-seen marks), not an account
+            continue
+        customer_id, raw = key.decode(), msg.value()
         if raw is None:
             table.pop(customer_id, None)
         else:

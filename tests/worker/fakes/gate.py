@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from processors.delivery import Position
 from schemas.codec import Codec
 from streams.adapters.metrics import PipelineMetrics
-from streams.ingest import Gate, StreamClocks
+from streams.ingest import Gate, Seen, StreamClocks
 
 TIMESTAMP_CREATE_TIME = 1
 """confluent_kafka.TIMESTAMP_CREATE_TIME: the producer stamped the record."""
@@ -27,19 +27,28 @@ class FirstSeenMarks:
     def __init__(self) -> None:
         self.marks: dict[tuple[str, str], str] = {}
         """(full topic name, event id) -> `partition:offset` of its first record."""
+        self.peeks = 0
 
-    async def mark(self, entries: Sequence[tuple[str, Position]]) -> list[str | None]:
+    async def mark(self, entries: Sequence[Seen]) -> list[str | None]:
         """Mark each (event_id, position) if new; the first-seen token for each entry."""
         out: list[str | None] = []
-        for event_id, position in entries:
+        for event_id, position, _ in entries:
             key = (position.topic, event_id)
             out.append(self.marks.get(key))
             self.marks.setdefault(key, position.token())
         return out
 
-    async def forget(self, entries: Sequence[tuple[str, Position]]) -> None:
+    async def peek(self, entries: Sequence[tuple[str, Position]]) -> list[str | None] | None:
+        """The marks as they are (a Redis of the version before, read during the cut-over);
+        None once there are none, counting the questions."""
+        self.peeks += 1
+        if not self.marks:
+            return None
+        return [self.marks.get((position.topic, event_id)) for event_id, position in entries]
+
+    async def forget(self, entries: Sequence[Seen]) -> None:
         """Drop the marks of these event ids (whoever set them, as Redis `DEL` does)."""
-        for event_id, position in entries:
+        for event_id, position, _ in entries:
             self.marks.pop((position.topic, event_id), None)
 
 

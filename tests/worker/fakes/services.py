@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from processors.account import Account
 from processors.compensation import GRANTED, BudgetRequest
 from processors.fraud import FraudFacts
 from processors.referrals import ConversionCheck
@@ -16,6 +15,7 @@ from schemas.models import Referral
 from streams.adapters.compensation_budget import Reserved
 from streams.adapters.identity_index import LateMatch, Seen
 from streams.adapters.redis_retry import RedisRetry
+from streams.mirror_follower import Row
 
 
 class Outage:
@@ -116,13 +116,13 @@ class Mirror:
         self.outage = outage
         self.balances: dict[str, tuple[int, int, int]] = {}
 
-    async def write(self, accounts: Sequence[Account], erased: Collection[str] = ()) -> None:
+    async def write(self, rows: Sequence[Row]) -> None:
+        """As the mirror's script does: an erased hash deleted first, then the row written
+        unless the account is empty or Redis has a later sequence."""
         await self.outage.call()
-        for account in accounts:
-            self.balances[account.customer_id] = (
-                account.points.pending,
-                account.points.available,
-                account.points.sequence,
-            )
-        for customer_id in erased:
-            self.balances.pop(customer_id, None)
+        for customer, sequence, pending, available, erased in rows:
+            if erased:
+                self.balances.pop(customer, None)
+            current = self.balances.get(customer)
+            if sequence >= 0 and (current is None or sequence >= current[2]):
+                self.balances[customer] = (pending, available, sequence)

@@ -79,7 +79,8 @@ class World:
     settings: Settings
     producer: Producer
     consumer: Consumer
-    first_seen: FirstSeenMarks
+    legacy: FirstSeenMarks | None
+    """The Redis marks of a version before (None: a fresh install)."""
     identity: CleanIdentities
     budget: Budget
     mirror: Mirror
@@ -135,7 +136,13 @@ def settings(tmp_path: Path, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
-async def world(tmp_path: Path, *, cluster: Cluster | None = None, **overrides: Any) -> World:
+async def world(
+    tmp_path: Path,
+    *,
+    cluster: Cluster | None = None,
+    legacy: FirstSeenMarks | None = None,
+    **overrides: Any,
+) -> World:
     """A fresh worker on `cluster` (a new one by default), owning every partition, ready."""
     made = settings(tmp_path, **overrides)
     cluster = cluster or Cluster(made.partitions)
@@ -149,8 +156,8 @@ async def world(tmp_path: Path, *, cluster: Cluster | None = None, **overrides: 
         cluster, directory=made.data_dir, changelog_topic=made.changelog_topic(),
         recovery_config={}, cache_size=1000, in_memory=True,
     )  # fmt: skip
-    fakes = (FirstSeenMarks(), CleanIdentities(redis), Budget(), Mirror(redis))
-    ports = Ports(producer, consumer, store, *fakes)
+    fakes = (CleanIdentities(redis), Budget(), Mirror(redis))
+    ports = Ports(producer, consumer, store, legacy, *fakes)
     outcome = loop_metrics(metrics, "ingest", made.topic_prefix, ())
     hot = assemble(wiring, ports, partitions=made.partitions, outcome=outcome)
     ownership = StatefulOwnership(lambda exc: None, outcome, store, hot.accounts)
@@ -162,6 +169,6 @@ async def world(tmp_path: Path, *, cluster: Cluster | None = None, **overrides: 
         if ownership.ready == frozenset(range(made.partitions)):
             break
         await asyncio.sleep(0)
-    first_seen, identity, budget, mirror = fakes
-    return World(cluster, made, producer, consumer, first_seen, identity, budget, mirror, redis,
+    identity, budget, mirror = fakes
+    return World(cluster, made, producer, consumer, legacy, identity, budget, mirror, redis,
                  hot, ownership, registry)  # fmt: skip

@@ -1,0 +1,103 @@
+"""What a worker's state costs per event: Redis memory, local disk and changelog after N purchases.
+
+Run from a checkout, with the stack up (`deploy/stack.sh up`); it starts a private redis-server
+of its own, so `used_memory` counts only this run:
+
+    .venv/bin/python deploy/bench/redis_memory.py --events 1000000 --customers 100000
+
+Run it with another checkout's interpreter to measure that version the same way (the worker is
+started with the interpreter that runs this script). Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis  # noqa: TID251 - a measurement from a checkout, not processors/
+
+from streams.adapters.kafka_io import ensure_topics
+from streams.adapters.topic_reader import read_to_end
+from streams.bench.harness import publish_all
+from streams.bench.housekeeping import purge
+from streams.bench.run import catch_up_events, isolated, purchase_stream
+from streams.bench.worker_process import free_port
+from streams.settings import Settings
+
+
+def private_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A redis-server of this run's own (no persistence), and its URL."""
+    port = free_port()
+    binary = shutil.which("redis-server") or sys.exit("redis-server is not installed")
+    proc = subprocess.Popen(  # noqa: S603 - Debian's redis-server, our arguments
+        [binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    for _ in range(100):
+        try:
+            redis.Redis.from_url(url).ping()
+            return proc, url
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    sys.exit("redis-server did not start")
+
+
+def changelog_size(settings: Settings) -> dict[str, int]:
+    """Records and bytes of the accounts' changelog, and how many are first-seen marks."""
+    records = size = marks = 0
+    for msg in read_to_end(settings.kafka_bootstrap_servers, settings.changelog_topic(), 60):
+        records += 1
+        size += len(msg.key() or b"") + len(msg.value() or b"")
+        marks += (msg.key() or b"").startswith(b"\x00s")
+    return {"changelog_records": records, "changelog_bytes": size, "changelog_marks": marks}
+
+
+def measure(events: int, customers: int) -> dict[str, Any]:
+    """Run the worker over `events` purchases of `customers` and measure what it left."""
+    workdir = Path(tempfile.mkdtemp(prefix="rewards-memory-"))
+    proc, url = private_redis(workdir)
+    try:
+        base = Settings(redis_url=url)
+        settings = isolated(base, f"mem-{uuid.uuid4().hex[:8]}", workdir)
+        client = redis.Redis.from_url(url)
+        before = int(client.info("memory")["used_memory"])
+        ensure_topics(settings)
+        publish_all(settings, purchase_stream(events, customers, seed=5))
+        rate, rss_mib, _ = catch_up_events(settings, events, workdir / "worker.log")
+        after = int(client.info("memory")["used_memory"])
+        disk = sum(f.stat().st_size for f in settings.data_dir.rglob("*") if f.is_file())
+        found = {
+            "events": events, "customers": customers, "worker_per_s": round(rate),
+            "worker_peak_rss_mib": round(rss_mib), "redis_keys": int(client.dbsize()),
+            "redis_used_memory_delta_bytes": after - before,
+            "redis_bytes_per_event": round((after - before) / events, 1),
+            "local_store_bytes": disk, **changelog_size(settings),
+        }  # fmt: skip
+        purge(settings)
+        return found
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main() -> None:
+    """Parse the arguments, measure, print JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--customers", type=int, default=100_000)
+    args = parser.parse_args()
+    print(orjson.dumps(measure(args.events, args.customers)).decode())
+
+
+if __name__ == "__main__":
+    main()
