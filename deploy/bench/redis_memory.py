@@ -26,9 +26,11 @@ import redis  # noqa: TID251 - a measurement from a checkout, not processors/
 
 from streams.adapters.kafka_io import ensure_topics
 from streams.adapters.topic_reader import read_to_end
+from streams.bench.complaints import with_provider
 from streams.bench.harness import publish_all
 from streams.bench.housekeeping import purge
 from streams.bench.run import catch_up_events, isolated, purchase_stream
+from streams.bench.sandbox_process import SandboxProcess
 from streams.bench.worker_process import free_port
 from streams.settings import Settings
 
@@ -62,32 +64,40 @@ def changelog_size(settings: Settings) -> dict[str, int]:
 
 
 def measure(events: int, customers: int) -> dict[str, Any]:
-    """Run the worker over `events` purchases of `customers` and measure what it left."""
+    """A private Redis and a provider sandbox, and the measurement on them."""
     workdir = Path(tempfile.mkdtemp(prefix="rewards-memory-"))
     proc, url = private_redis(workdir)
     try:
-        base = Settings(redis_url=url)
-        settings = isolated(base, f"mem-{uuid.uuid4().hex[:8]}", workdir)
-        client = redis.Redis.from_url(url)
-        before = int(client.info("memory")["used_memory"])
-        ensure_topics(settings)
-        publish_all(settings, purchase_stream(events, customers, seed=5))
-        rate, rss_mib, _ = catch_up_events(settings, events, workdir / "worker.log")
-        after = int(client.info("memory")["used_memory"])
-        disk = sum(f.stat().st_size for f in settings.data_dir.rglob("*") if f.is_file())
-        found = {
-            "events": events, "customers": customers, "worker_per_s": round(rate),
-            "worker_peak_rss_mib": round(rss_mib), "redis_keys": int(client.dbsize()),
-            "redis_used_memory_delta_bytes": after - before,
-            "redis_bytes_per_event": round((after - before) / events, 1),
-            "local_store_bytes": disk, **changelog_size(settings),
-        }  # fmt: skip
-        purge(settings)
-        return found
+        with SandboxProcess(log_path=workdir / "sandbox.log") as sandbox:
+            base = with_provider(Settings(redis_url=url), sandbox)
+            return _measure(isolated(base, f"mem-{uuid.uuid4().hex[:8]}", workdir), url, events,
+                            customers, workdir)  # fmt: skip
     finally:
         proc.terminate()
         proc.wait(10)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _measure(
+    settings: Settings, url: str, events: int, customers: int, workdir: Path
+) -> dict[str, Any]:
+    """Run the worker over `events` purchases of `customers` and measure what it left."""
+    client = redis.Redis.from_url(url)
+    before = int(client.info("memory")["used_memory"])
+    ensure_topics(settings)
+    publish_all(settings, purchase_stream(events, customers, seed=5))
+    rate, rss_mib, _ = catch_up_events(settings, events, workdir / "worker.log")
+    after = int(client.info("memory")["used_memory"])
+    disk = sum(f.stat().st_size for f in settings.data_dir.rglob("*") if f.is_file())
+    found = {
+        "events": events, "customers": customers, "worker_per_s": round(rate),
+        "worker_peak_rss_mib": round(rss_mib), "redis_keys": int(client.dbsize()),
+        "redis_used_memory_delta_bytes": after - before,
+        "redis_bytes_per_event": round((after - before) / events, 1),
+        "local_store_bytes": disk, **changelog_size(settings),
+    }  # fmt: skip
+    purge(settings)
+    return found
 
 
 def main() -> None:
