@@ -18,6 +18,7 @@ TTL, never with the number of events ever seen.
 from __future__ import annotations
 
 import struct
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
@@ -27,6 +28,8 @@ from processors.delivery import Position
 PREFIX = b"\x00s"
 LEGACY_GONE = b"\x00legacy-marks-gone"
 """Set (and changelogged) once Redis has no mark of the version before for the partition."""
+LEGACY_SINCE = b"\x00legacy-marks-asked-since"
+"""When (wall ms) the partition first asked Redis: a TTL later no old mark can be left."""
 BUCKETS_PER_TTL = 4
 EXPIRE_PER_BATCH = 5_000
 
@@ -71,6 +74,7 @@ class SeenMarks:
         self._store = store
         self._topic = changelog_topic
         self._bucket_ms = max(1, -(-ttl_s * 1000 // BUCKETS_PER_TTL))
+        self._ttl_s = ttl_s
         self._emit = emit
         self.legacy = legacy
         self._staged: dict[bytes, tuple[int, bytes | None]] = {}
@@ -78,7 +82,10 @@ class SeenMarks:
         """Per partition: no mark is stored in a bucket before this one."""
         self._expired_to: dict[int, bytes] = {}
         """Per partition: an expiry under way has tombstoned the keys before this one."""
-        self._legacy_gone: dict[int, bool] = {}
+        self._legacy_until: dict[int, float] = {}
+        """Per partition: the wall time after which Redis is not asked any more."""
+        self._meta: dict[tuple[int, bytes], bytes] = {}
+        """Per-partition flags staged in the transaction (changelogged, written on commit)."""
 
     async def mark(self, entries: Sequence[tuple[str, Position, datetime]]) -> list[str | None]:
         """Mark each event id at its position unless a live mark exists; the first position
@@ -148,9 +155,8 @@ class SeenMarks:
         earlier = await self.legacy.peek([(entries[i][0], entries[i][1]) for i in asking])
         if earlier is None:  # none left: never ask again for these partitions
             for partition in {entries[i][1].partition for i in asking}:
-                self._staged[LEGACY_GONE + b"%d" % partition] = (partition, b"1")
-                self._legacy_gone[partition] = True
-                self._emit(self._topic, LEGACY_GONE, b"1", partition)
+                self._set_meta(partition, LEGACY_GONE, b"1")
+                self._legacy_until[partition] = 0.0
             return
         for index, first in zip(asking, earlier, strict=True):
             if first is not None and first != entries[index][1].token():
@@ -161,13 +167,28 @@ class SeenMarks:
                 self._emit(self._topic, key, first.encode(), position.partition)
 
     def _gone(self, partition: int) -> bool:
-        """Whether Redis is known to hold no mark of the version before for `partition`."""
-        gone = self._legacy_gone.get(partition)
-        if gone is None:
-            gone = self._legacy_gone[partition] = (
-                self._store.local(partition).get(LEGACY_GONE) is not None
-            )
-        return gone
+        """Whether Redis can hold no mark of the version before for `partition` any more: it
+        said so once, or a TTL (the old marks' own) has passed since the partition first asked
+        (so a Redis too large to scan quickly is not asked for ever)."""
+        until = self._legacy_until.get(partition)
+        if until is None:
+            until = self._legacy_until[partition] = self._asking_until(partition)
+        return _wall() >= until
+
+    def _asking_until(self, partition: int) -> float:
+        db = self._store.local(partition)
+        if db.get(LEGACY_GONE) is not None:
+            return 0.0
+        since = db.get(LEGACY_SINCE)
+        if since is None:  # the first question: from now on, for a TTL at most
+            now = _wall()
+            self._set_meta(partition, LEGACY_SINCE, b"%d" % int(now * 1000))
+            return now + self._ttl_s
+        return int(since) / 1000 + self._ttl_s
+
+    def _set_meta(self, partition: int, key: bytes, value: bytes) -> None:
+        self._meta[(partition, key)] = value
+        self._emit(self._topic, key, value, partition)
 
     async def forget(self, entries: Sequence[tuple[str, Position, datetime]]) -> None:
         """Drop the marks made for events the rules refused (a corrected one may come again)."""
@@ -177,20 +198,22 @@ class SeenMarks:
     def committed(self) -> None:
         """The transaction committed: the staged marks (and expiries) become local."""
         writes: dict[int, list[tuple[bytes, bytes | None]]] = {}
-        for staged, (partition, value) in self._staged.items():
-            # the legacy marker is staged per partition, and stored under one key in each
-            key = LEGACY_GONE if staged.startswith(LEGACY_GONE) else staged
+        for key, (partition, value) in self._staged.items():
             writes.setdefault(partition, []).append((key, value))
+        for (partition, key), flag in self._meta.items():
+            writes.setdefault(partition, []).append((key, flag))
         for partition, ops in writes.items():
             self._store.write_local(partition, ops)
         self._staged.clear()
+        self._meta.clear()
 
     def discarded(self) -> None:
         """The transaction was aborted: its marks and expiries are forgotten."""
         self._staged.clear()
         self._oldest.clear()  # looked up again: an expiry may have been undone
         self._expired_to.clear()
-        self._legacy_gone.clear()
+        self._legacy_until.clear()
+        self._meta.clear()
 
     def _put(self, key: bytes, position: Position) -> None:
         """Stage a new mark (produced once the batch's marks are settled)."""
@@ -228,6 +251,11 @@ class SeenMarks:
             self._expired_to.pop(partition, None)
         else:
             self._expired_to[partition] = keys[-1] + b"\x00"
+
+
+def _wall() -> float:
+    """Wall-clock seconds (the old Redis marks expire in wall time)."""
+    return time.time()
 
 
 def _bucket_of(key: bytes) -> int:

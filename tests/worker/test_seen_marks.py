@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from streams.adapters import seen_marks
 from tests.events import purchase
 from tests.worker.fakes.gate import FirstSeenMarks
 from tests.worker.fakes.world import World, in_process, settings, world
@@ -99,3 +102,24 @@ async def test_a_refused_event_is_forgotten_so_its_correction_is_processed(tmp_p
     w.publish("purchases", {**event, "currency": "EUR"})
     await w.run()
     assert len(ledger_of(w, "fix-1")) == 1 and w.metric(DUPLICATES, topic="purchases") == 0
+
+
+@in_process
+async def test_redis_is_asked_for_old_marks_for_one_ttl_at_most(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wall = [1_800_000_000.0]
+    monkeypatch.setattr(seen_marks, "_wall", lambda: wall[0])
+    legacy = FirstSeenMarks()  # a Redis too large to be found empty: it always has a mark
+    legacy.marks[(settings(tmp_path).topic("purchases"), "someone-else")] = "1:1"
+    w = await world(tmp_path, legacy=legacy, dedupe_ttl_s=3600)
+    w.publish("purchases", purchase(customer_id="c-1", event_id="a"))
+    await w.run()
+    assert legacy.peeks == 1
+    wall[0] += 3601  # the old marks' TTL has passed since the partition first asked
+    w.publish("purchases", purchase(customer_id="c-1", event_id="b"))
+    await w.run()
+    successor = await world(tmp_path / "next", cluster=w.cluster, legacy=legacy, dedupe_ttl_s=3600)
+    successor.publish("purchases", purchase(customer_id="c-1", event_id="c"))
+    await successor.run()
+    assert legacy.peeks == 1
