@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import shutil
+import threading
 import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -121,11 +122,15 @@ def test_replaying_the_same_events_changes_nothing(settings, start_worker):
 def test_a_worker_killed_mid_stream_resumes_with_exactly_its_balances(settings, start_worker):
     events = workload(seed=11, size=20_000)
     first = start_worker(settings)
-    publish_fast(settings, events)
+    publish_fast(settings, events[:1])  # the worker is consuming before the stream starts
+    eventually(lambda: first.total("rewards_events_processed_total", topic="purchases") >= 1)
+    publisher = threading.Thread(target=publish_paced, args=(settings, events[1:], 5_000))
+    publisher.start()  # the stream goes on arriving while the worker is killed
     eventually(lambda: first.total("rewards_events_processed_total", topic="purchases") >= 800,
                every_s=0.02)  # fmt: skip
     processed_before_kill = first.total("rewards_events_processed_total", topic="purchases")
     first.kill()  # SIGKILL mid-stream: no commit, no flush
+    publisher.join()
     assert processed_before_kill < len(events)
 
     second = start_worker(settings)
@@ -147,6 +152,14 @@ def test_a_worker_killed_mid_stream_resumes_with_exactly_its_balances(settings, 
 
 def lag_known(worker) -> bool:
     return any(name == "rewards_consumer_lag" for name, _ in worker.samples())
+
+
+def publish_paced(settings, events: list[dict[str, Any]], per_s: int) -> None:
+    """Publish in slices of a fifth of a second's worth, `per_s` events a second."""
+    step = per_s // 5
+    for start in range(0, len(events), step):
+        publish_fast(settings, events[start : start + step])
+        time.sleep(0.2)
 
 
 def publish_fast(settings, events: list[dict[str, Any]]) -> None:
