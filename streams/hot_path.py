@@ -87,6 +87,7 @@ def build_hot_path(wiring: Wiring, redis: Redis, *, partitions: int, fatal: Fata
         await asyncio.to_thread(outbox.warm_up, [*topics, settings.changelog_topic()])
 
     async def close() -> None:
+        await hot.accounts.mirror.close()  # the balances of the last commits, if Redis answers
         source.close()
         outbox.close()
 

@@ -99,11 +99,13 @@ class MirrorFollower:
                 if self._queue.get(customer) is queued:  # not changed again meanwhile
                     del self._queue[customer]
 
-    async def close(self) -> None:
-        """Stop writing (what is queued is written by the next recovery's catch-up)."""
-        if self._task is not None and not self._task.done():
+    async def close(self, timeout_s: float = 2.0) -> None:
+        """On shutdown: give the writer `timeout_s` to finish what is queued, then stop it (what
+        is left is written by the next recovery's catch-up)."""
+        if self._task is None or self._task.done():
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
+        except TimeoutError:
             self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                log.info("mirror: %d balances left for the next catch-up", len(self._queue))
+            log.info("mirror: %d balances left for the next catch-up", len(self._queue))

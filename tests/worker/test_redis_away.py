@@ -50,3 +50,19 @@ async def test_a_recovery_queues_every_account_for_the_mirror(tmp_path: Path) ->
             break
         await asyncio.sleep(0.01)
     assert sorted(successor.mirror.balances) == [f"c-{n}" for n in range(4)]
+
+
+@in_process
+async def test_a_shutdown_writes_what_is_queued_or_gives_up_in_time(tmp_path: Path) -> None:
+    w = await world(tmp_path)
+    w.redis.down = True
+    w.publish("purchases", purchase(customer_id="c-0", event_id="p-0"))
+    await asyncio.wait_for(w.run(), 10)
+    follower = w.hot.accounts.mirror
+    await asyncio.wait_for(follower.close(timeout_s=0.2), 2)  # Redis away: it gives up
+    assert follower.queued == 1 and w.mirror.balances == {}
+    w.publish("purchases", purchase(customer_id="c-1", event_id="p-1"))
+    await asyncio.wait_for(w.run(), 10)  # a writer retrying again
+    w.redis.down = False
+    await asyncio.wait_for(follower.close(), 5)  # Redis back: the writer finishes its queue
+    assert follower.queued == 0 and sorted(w.mirror.balances) == ["c-0", "c-1"]
