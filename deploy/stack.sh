@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Local Apache Kafka (KRaft, jars from Maven Central) and redis-server on 127.0.0.1, no Docker needed.
 #
-#   deploy/stack.sh up [--brokers 1|3]   start (idempotent: a running stack is left as it is)
+#   deploy/stack.sh up [--brokers 1|3] [--redis-cluster]
+#                                        start (idempotent: a running stack is left as it is);
+#                                        --redis-cluster: a 3-primary, 3-replica Redis Cluster
+#                                        instead of the single redis-server
 #   deploy/stack.sh down                 stop everything this script started
 #   deploy/stack.sh status               show what runs
 #   deploy/stack.sh env                  print KAFKA_BOOTSTRAP_SERVERS / REDIS_URL exports
@@ -10,6 +13,7 @@
 # Environment (defaults chosen not to collide with a developer's own 9092/6379):
 #   REWARDS_KAFKA_PORT   first broker's client port      (19092; broker i listens on +2i)
 #   REWARDS_REDIS_PORT   redis-server port               (16379)
+#   REWARDS_REDIS_CLUSTER_PORT  first cluster node's port (17000; nodes on +0..+5, bus +10000)
 #   REWARDS_STACK_DIR    data, logs and pid files        (~/.local/state/rewards-stack)
 #   REWARDS_CACHE_DIR    cached broker jars              (~/.cache/rewards)
 #   KAFKA_VERSION        must match deploy/kafka/pom.xml (3.9.1)
@@ -19,6 +23,8 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 KAFKA_VERSION="${KAFKA_VERSION:-3.9.1}"
 KAFKA_PORT="${REWARDS_KAFKA_PORT:-19092}"
 REDIS_PORT="${REWARDS_REDIS_PORT:-16379}"
+CLUSTER_PORT="${REWARDS_REDIS_CLUSTER_PORT:-17000}"
+CLUSTER_NODES=6
 STACK_DIR="${REWARDS_STACK_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/rewards-stack}"
 CACHE_DIR="${REWARDS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/rewards}"
 LIBS="$CACHE_DIR/kafka-$KAFKA_VERSION/libs"
@@ -143,6 +149,50 @@ start_redis() {
   die "redis not ready (see $dir/redis.log)"
 }
 
+start_redis_node() { # $1 port; a cluster node, its files in $STACK_DIR/redis-cluster/<port>
+  local dir="$STACK_DIR/redis-cluster/$1"
+  mkdir -p "$dir"
+  alive "$dir/pid" && return
+  redis-server --bind 127.0.0.1 --port "$1" --daemonize yes --dir "$dir" \
+    --pidfile "$dir/pid" --logfile "$dir/redis.log" --save "" --appendonly yes \
+    --appendfsync everysec --cluster-enabled yes --cluster-config-file nodes.conf \
+    --cluster-node-timeout 2000 >/dev/null
+}
+
+cluster_ok() { redis-cli -p "$CLUSTER_PORT" cluster info 2>/dev/null | grep -q 'cluster_state:ok'; }
+
+start_redis_cluster() { # 3 primaries with a replica each, on loopback, from the same binary
+  command -v redis-server >/dev/null || die "redis-server not found (apt-get install redis-server)"
+  local i j port nodes=() dir="$STACK_DIR/redis-cluster"
+  for ((i = 0; i < CLUSTER_NODES; i++)); do
+    port=$((CLUSTER_PORT + i))
+    start_redis_node "$port"
+    nodes+=("127.0.0.1:$port")
+  done
+  for ((i = 0; i < CLUSTER_NODES; i++)); do
+    port=$((CLUSTER_PORT + i))
+    for ((j = 0; j < 100; j++)); do redis-cli -p "$port" ping 2>/dev/null | grep -q PONG && break; sleep 0.1; done
+  done
+  if [[ ! -f "$dir/created" ]]; then
+    redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes >"$dir/create.log" 2>&1 \
+      || die "redis-cli --cluster create failed (see $dir/create.log)"
+    touch "$dir/created"
+  fi
+  for ((i = 0; i < 300; i++)); do
+    cluster_ok && (($(redis-cli -p "$CLUSTER_PORT" cluster nodes | grep -c slave) == CLUSTER_NODES / 2)) && { log "redis cluster ready on 127.0.0.1:$CLUSTER_PORT-$((CLUSTER_PORT + CLUSTER_NODES - 1))"; return; }
+    sleep 0.1
+  done
+  die "redis cluster not ready (see $dir/*/redis.log)"
+}
+
+redis_url() { # the URL a worker is given; redis+cluster:// selects cluster mode
+  if [[ "$(cat "$STACK_DIR/redis-mode" 2>/dev/null)" == cluster ]]; then
+    echo "redis+cluster://127.0.0.1:$CLUSTER_PORT/0"
+  else
+    echo "redis://127.0.0.1:$REDIS_PORT/0"
+  fi
+}
+
 new_cluster_id() { # like Kafka's Uuid.randomUuid(): url-safe base64, never starting with "-"
   python3 -c 'import base64,uuid
 while (c := base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")).startswith("-"): pass
@@ -150,10 +200,11 @@ print(c)'
 }
 
 cmd_up() {
-  local n=1
+  local n=1 mode=single
   while (($#)); do
     case "$1" in
       --brokers) n="$2"; shift 2 ;;
+      --redis-cluster) mode=cluster; shift ;;
       *) die "unknown option $1" ;;
     esac
   done
@@ -161,14 +212,18 @@ cmd_up() {
   if [[ -f "$STACK_DIR/brokers" && "$(cat "$STACK_DIR/brokers")" != "$n" ]]; then
     die "a $(cat "$STACK_DIR/brokers")-broker stack lives in $STACK_DIR: run 'down --purge' first"
   fi
+  if [[ -f "$STACK_DIR/redis-mode" && "$(cat "$STACK_DIR/redis-mode")" != "$mode" ]]; then
+    die "a stack with $(cat "$STACK_DIR/redis-mode") Redis lives in $STACK_DIR: run 'down --purge' first"
+  fi
   fetch_jars
   mkdir -p "$STACK_DIR"
   echo "$n" >"$STACK_DIR/brokers"
+  echo "$mode" >"$STACK_DIR/redis-mode"
   [[ -f "$STACK_DIR/cluster-id" ]] || new_cluster_id >"$STACK_DIR/cluster-id"
   local cid i
   cid=$(cat "$STACK_DIR/cluster-id")
   for ((i = 1; i <= n; i++)); do start_broker "$i" "$n" "$cid"; done
-  start_redis
+  if [[ "$mode" == cluster ]]; then start_redis_cluster; else start_redis; fi
   for ((i = 1; i <= n; i++)); do wait_broker "$i"; done
   log "kafka ready: $(bootstrap)"
 }
@@ -195,12 +250,14 @@ cmd_down() {
   local d
   for d in "$STACK_DIR"/kafka-*; do [[ -d "$d" ]] && stop_pid "$d/pid" "kafka ${d##*/}"; done
   [[ -d "$STACK_DIR/redis" ]] && stop_pid "$STACK_DIR/redis/pid" redis
+  for d in "$STACK_DIR"/redis-cluster/*/; do [[ -f "$d/pid" ]] && stop_pid "$d/pid" "redis node ${d%/}"; done
   if [[ "${1:-}" == "--purge" ]]; then rm -rf "$STACK_DIR"; log "removed $STACK_DIR"; fi
 }
 
 cmd_status() {
   local d
-  for d in "$STACK_DIR"/kafka-* "$STACK_DIR/redis"; do
+  for d in "$STACK_DIR"/kafka-* "$STACK_DIR/redis" "$STACK_DIR"/redis-cluster/*/; do
+    d="${d%/}"
     [[ -d "$d" ]] || continue
     if alive "$d/pid"; then echo "${d##*/}: running (pid $(cat "$d/pid"))"; else echo "${d##*/}: stopped"; fi
   done
@@ -210,7 +267,7 @@ case "${1:-}" in
   up) shift; cmd_up "$@" ;;
   down) shift; cmd_down "$@" ;;
   status) cmd_status ;;
-  env) echo "export KAFKA_BOOTSTRAP_SERVERS=$(bootstrap)"; echo "export REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0" ;;
+  env) echo "export KAFKA_BOOTSTRAP_SERVERS=$(bootstrap)"; echo "export REDIS_URL=$(redis_url)" ;;
   jars) fetch_jars; echo "$LIBS" ;;
-  *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

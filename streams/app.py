@@ -18,13 +18,13 @@ import faust
 from faust.app.base import BootStrategy
 from mode import Service
 from prometheus_client import CollectorRegistry
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from schemas.codec import REASONS
 from streams.account_settler import Clock, wall_clock
 from streams.adapters.compensation_metrics import CompensationMetrics
 from streams.adapters.metrics import PipelineMetrics, serve_metrics
+from streams.adapters.redis_client import RedisClient, connect
 from streams.adapters.window_end import SharedWindowEnd
 from streams.advocacy import AdvocacyWindows
 from streams.compensation_app import build_fulfilment, register_budget_timer
@@ -74,7 +74,7 @@ def create_app(
     serve_metrics(app, registry)
     metrics = PipelineMetrics.create(registry)
     metrics.prime(INPUT_TOPICS + CONTROL_TOPICS, REASONS)
-    redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    redis = connect(settings.redis_url, cluster=settings.redis_cluster_mode)
     care_metrics = CompensationMetrics.create(registry)
     rewards: Rewards | None = None
 
@@ -136,7 +136,7 @@ def register_lag_timer(
 
 
 def register_window_end_timer(
-    app: faust.App, settings: Settings, windows: AdvocacyWindows, redis: Redis
+    app: faust.App, settings: Settings, windows: AdvocacyWindows, redis: RedisClient
 ) -> None:
     """With the event clock: agree on one window end with the other workers every few seconds."""
     shared = SharedWindowEnd(redis, settings.app_id)

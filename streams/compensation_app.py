@@ -10,7 +10,6 @@ from collections.abc import Callable
 from datetime import datetime
 
 import faust
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from processors.compensation import CompensationPolicy, Tier
@@ -22,6 +21,7 @@ from streams.adapters.kafka_source import KafkaSource
 from streams.adapters.metrics import PipelineMetrics, source_metrics
 from streams.adapters.metrics import loop_metrics as fulfilment_metrics
 from streams.adapters.outbox import Outbox
+from streams.adapters.redis_client import RedisClient
 from streams.adapters.redis_retry import RedisRetry
 from streams.agents import Agents
 from streams.compensation import CompensationDesk
@@ -97,7 +97,7 @@ def gift_card_provider(settings: Settings, metrics: CompensationMetrics) -> Gift
 
 def build_fulfilment(
     settings: Settings,
-    redis: Redis,
+    redis: RedisClient,
     metrics: CompensationMetrics,
     pipeline_metrics: PipelineMetrics,
     fatal: Fatal,

@@ -26,8 +26,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from redis.asyncio import Redis
-
 from schemas.models import GiftCardOrder
 from schemas.outputs import GiftCard, RewardIssued
 from streams.adapters.compensation_metrics import CompensationMetrics
@@ -37,6 +35,7 @@ from streams.adapters.giftcard_client import (
     ProviderRejected,
     ProviderUnavailable,
 )
+from streams.adapters.redis_client import RedisClient
 from streams.adapters.redis_retry import RedisRetry
 from streams.compensation import COMPENSATION_REASON
 from streams.ingest import Admitted, Rejected
@@ -58,7 +57,7 @@ class OrderRecords:
 
     One round trip per batch for the reads and one per batch for each round of writes."""
 
-    def __init__(self, redis: Redis, *, namespace: str, retry: RedisRetry) -> None:
+    def __init__(self, redis: RedisClient, *, namespace: str, retry: RedisRetry) -> None:
         self._redis = redis
         self._ns = namespace
         self._retry = retry

@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from redis.asyncio import Redis
-
 from processors.account import Account
 from processors.points_state import next_release
 from processors.tiers import TierPolicy, progress
@@ -22,6 +20,7 @@ from streams.adapters.metrics import loop_metrics as ingest_metrics
 from streams.adapters.metrics import source_metrics
 from streams.adapters.outbox import Outbox
 from streams.adapters.points_mirror import BalanceMirror, mirror_namespace
+from streams.adapters.redis_client import RedisClient
 from streams.adapters.redis_retry import RedisRetry
 from streams.assembly import INGEST_TOPICS, Ports, Wiring, assemble
 from streams.compensation import CompensationDesk
@@ -47,7 +46,7 @@ class HotPath:
     """The topic whose partition owners the balance endpoint routes by."""
 
 
-def build_hot_path(wiring: Wiring, redis: Redis, *, partitions: int, fatal: Fatal) -> HotPath:
+def build_hot_path(wiring: Wiring, redis: RedisClient, *, partitions: int, fatal: Fatal) -> HotPath:
     """The real ports (librdkafka, RocksDB, Redis), the hot path on them, and its ownership."""
     settings, metrics = wiring.settings, wiring.metrics
     outbox = Outbox(

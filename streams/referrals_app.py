@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
-
 from processors.fraud import DEFAULT_WEIGHTS, FraudPolicy
 from processors.referrals import Cap, ReferralPolicy
 from streams.adapters.identity_index import IdentityIndex
 from streams.adapters.metrics import PipelineMetrics
+from streams.adapters.redis_client import RedisClient
 from streams.adapters.redis_retry import RedisRetry
 from streams.settings import Settings
 
@@ -38,7 +37,7 @@ def fraud_policy(settings: Settings) -> FraudPolicy:
 
 
 def identity_index(
-    settings: Settings, redis: Redis, policy: FraudPolicy, metrics: PipelineMetrics
+    settings: Settings, redis: RedisClient, policy: FraudPolicy, metrics: PipelineMetrics
 ) -> IdentityIndex:
     """The Redis identity index, keyed with the HMAC secret from settings (required)."""
     if settings.pii_hash_key is None:

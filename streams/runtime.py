@@ -21,8 +21,6 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Protocol
 
-from redis.asyncio import Redis
-
 from schemas.codec import Codec
 from streams.accounts import OwnedAccounts
 from streams.adapters.account_store import AccountStore
@@ -31,6 +29,7 @@ from streams.adapters.dedupe import first_seen_index
 from streams.adapters.kafka_source import KafkaSource
 from streams.adapters.metrics import LoopMetrics, PipelineMetrics
 from streams.adapters.outbox import Emitter
+from streams.adapters.redis_client import RedisClient
 from streams.ingest import Gate, StreamClocks
 from streams.pipeline import LoopSettings, Pipeline, PoisonRecords, run_until_fatal
 from streams.settings import Settings
@@ -173,7 +172,7 @@ def build_gate(
     settings: Settings,
     bases: Sequence[str],
     *,
-    redis: Redis,
+    redis: RedisClient,
     metrics: PipelineMetrics,
     emitter: Emitter,
     clocks: StreamClocks,

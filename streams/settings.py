@@ -7,6 +7,7 @@ import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import orjson
 from pydantic import (
@@ -160,11 +161,15 @@ class Settings(BaseSettings):
     )
     redis_url: str = Field(
         default="redis://127.0.0.1:16379/0",
-        pattern="^rediss?://",
+        pattern=r"^rediss?(\+cluster)?://",
         validation_alias=AliasChoices("REDIS_URL", "REWARDS_REDIS_URL"),
         description="Redis for the balance mirror, the identity index, the compensation budget, "
         "gift-card records and the fulfilment loop's first-seen marks (`REWARDS_REDIS_URL` also "
-        "works; one Redis, not Cluster)",
+        "works); `redis+cluster://host:port` (any node) selects Redis Cluster",
+    )
+    redis_cluster: bool = Field(
+        default=False,
+        description="the Redis at `REDIS_URL` is a Redis Cluster (as `redis+cluster://` says)",
     )
     topic_prefix: str = Field(
         default="", description="prefix of every topic name (tests and benchmarks use their own)"
@@ -475,6 +480,19 @@ class Settings(BaseSettings):
         if missing:
             raise ValueError(f"compensation_budgets has no entry for {', '.join(missing)}")
         return self
+
+    @model_validator(mode="after")
+    def _cluster_has_one_database(self) -> Settings:
+        """Redis Cluster has database 0 only: a URL naming another would be silently ignored."""
+        database = urlsplit(self.redis_url).path.strip("/")
+        if self.redis_cluster_mode and database not in ("", "0"):
+            raise ValueError(f"REDIS_URL: Redis Cluster has database 0 only (got /{database})")
+        return self
+
+    @property
+    def redis_cluster_mode(self) -> bool:
+        """True when Redis is a Redis Cluster (the setting, or a `redis+cluster://` URL)."""
+        return self.redis_cluster or "+cluster://" in self.redis_url
 
     def check_worker(self) -> None:
         """What the worker needs beyond what every command needs; ValueError naming the

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import redis
 from pydantic import SecretStr
 
 from streams.adapters.kafka_io import admin_client, ensure_topics
+from streams.adapters.redis_client import connect_sync
 from streams.bench.housekeeping import purge
 from streams.bench.sandbox_process import SandboxProcess
 from streams.bench.worker_process import WorkerProcess, free_port
@@ -74,26 +74,47 @@ def containers() -> Iterator[Services]:
         yield Services(kafka.get_bootstrap_server(), url, "testcontainers")
 
 
+REDIS_CLUSTER = os.environ.get("REWARDS_TEST_REDIS", "single") == "cluster"
+"""`REWARDS_TEST_REDIS=cluster`: the fixtures give a Redis Cluster (deploy/test.sh's second pass
+runs the tests marked `redis` so)."""
+
+
+def stack_env() -> dict[str, str]:
+    """deploy/stack.sh's environment: in cluster mode a stack of its own (directory, Kafka port),
+    so it never meets a developer's single-Redis stack."""
+    if not REDIS_CLUSTER:
+        return dict(os.environ)
+    state = os.environ.get("XDG_STATE_HOME", str(Path.home() / ".local" / "state"))
+    base = os.environ.get("REWARDS_STACK_DIR", f"{state}/rewards-stack")
+    return {
+        **os.environ,
+        "REWARDS_STACK_DIR": f"{base}-redis-cluster",
+        "REWARDS_KAFKA_PORT": str(int(os.environ.get("REWARDS_KAFKA_PORT", "19092")) + 100),
+    }
+
+
 @contextlib.contextmanager
 def local_stack() -> Iterator[Services]:
-    """The jar-based KRaft broker and redis-server from deploy/stack.sh (no Docker)."""
-    script = REPO / "deploy" / "stack.sh"
-    was_running = (
-        "running"
-        in subprocess.run(
-            ["bash", str(script), "status"], capture_output=True, text=True, check=False
-        ).stdout
-    )
-    up = subprocess.run(["bash", str(script), "up"], capture_output=True, text=True, check=False)
+    """The jar-based KRaft broker and redis-server (or Redis Cluster) from deploy/stack.sh."""
+    script, env = str(REPO / "deploy" / "stack.sh"), stack_env()
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", script, *args], env=env, capture_output=True, text=True, check=False
+        )
+
+    was_running = "running" in run("status").stdout
+    up = run("up", *(["--redis-cluster"] if REDIS_CLUSTER else []))
     if up.returncode != 0:
         unavailable(f"deploy/stack.sh up failed:\n{up.stderr[-3000:]}")
-    env = subprocess.run(["bash", str(script), "env"], capture_output=True, text=True, check=True)
-    values = dict(line.removeprefix("export ").split("=", 1) for line in env.stdout.splitlines())
+    values = dict(
+        line.removeprefix("export ").split("=", 1) for line in run("env").stdout.splitlines()
+    )
     try:
         yield Services(values["KAFKA_BOOTSTRAP_SERVERS"], values["REDIS_URL"], "deploy/stack.sh")
     finally:
         if not was_running:
-            subprocess.run(["bash", str(script), "down"], capture_output=True, check=False)
+            run("down")
 
 
 def check_reachable(services: Services) -> None:
@@ -103,7 +124,7 @@ def check_reachable(services: Services) -> None:
     except Exception as exc:
         unavailable(f"Kafka at {services.kafka_bootstrap_servers} unreachable: {exc}")
     try:
-        redis.Redis.from_url(services.redis_url, socket_connect_timeout=5).ping()
+        connect_sync(services.redis_url, socket_connect_timeout=5).ping()
     except Exception as exc:
         unavailable(f"Redis at {services.redis_url} unreachable: {exc}")
 
@@ -115,7 +136,7 @@ def services() -> Iterator[Services]:
     with contextlib.ExitStack() as stack:
         if bootstrap and url:
             found = Services(bootstrap, url, "environment")
-        elif docker_engine_answers():
+        elif not REDIS_CLUSTER and docker_engine_answers():
             found = stack.enter_context(containers())
         else:
             found = stack.enter_context(local_stack())

@@ -11,9 +11,9 @@ from typing import Any
 
 import orjson
 import pytest
-import redis
 
 from processors.compensation import idempotency_key
+from streams.adapters.redis_client import connect_sync
 from streams.bench.worker_process import free_port
 from streams.settings import BudgetCaps
 from tests.events import complaint, new_id, record
@@ -60,8 +60,8 @@ def cards_of(settings, count: int) -> list[dict[str, Any]]:
 
 def budget_used(settings) -> list[int]:
     """The EUR compensation budget used, per day, as Redis has it."""
-    client = redis.Redis.from_url(settings.redis_url)
-    keys = client.keys(f"{settings.app_id}:comp:budget:EUR:day:*")
+    client = connect_sync(settings.redis_url)
+    keys = client.keys(f"{{{settings.app_id}:comp}}:budget:EUR:day:*")
     return [int(client.get(key) or 0) for key in keys]
 
 

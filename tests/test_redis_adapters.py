@@ -1,4 +1,4 @@
-"""The Redis first-seen index against a real redis-server, including an outage and recovery."""
+"""The Redis adapters against a real redis-server or Redis Cluster, including an outage."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 import pytest
 import redis
 from prometheus_client import CollectorRegistry
-from redis.asyncio import Redis
 
 from processors.delivery import Delivery, Position, classify_delivery
 from streams.adapters.dedupe import FirstSeenIndex
 from streams.adapters.metrics import PipelineMetrics
 from streams.adapters.points_mirror import mirror_namespace
+from streams.adapters.redis_client import RedisClient, connect, connect_sync
 from tests.events import new_id, purchase, record
 from tests.support import eventually, publish
 from tests.test_points_pipeline import topic_records
@@ -25,9 +25,9 @@ pytestmark = pytest.mark.integration
 
 def index(
     url: str, namespace: str, metrics: PipelineMetrics | None = None
-) -> tuple[FirstSeenIndex, Redis]:
+) -> tuple[FirstSeenIndex, RedisClient]:
     """The index and its client (to close in the event loop that used it)."""
-    client = Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+    client = connect(url, cluster=False, timeout_s=1)
     first_seen = FirstSeenIndex(
         client,
         namespace=namespace,
@@ -38,6 +38,7 @@ def index(
     return first_seen, client
 
 
+@pytest.mark.redis
 def test_first_seen_index_tells_new_redelivered_and_duplicate(settings):
     first_seen, client = index(settings.redis_url, settings.app_id)
     a, b = Position("t", 0, 10), Position("t", 1, 99)
@@ -58,6 +59,7 @@ def test_first_seen_index_tells_new_redelivered_and_duplicate(settings):
     ]  # fmt: skip
 
 
+@pytest.mark.redis
 def test_marks_expire(settings):
     first_seen, client = index(settings.redis_url, settings.app_id)
 
@@ -66,7 +68,7 @@ def test_marks_expire(settings):
             await first_seen.mark([("e-ttl", Position("t", 0, 1), AT)])
 
     asyncio.run(scenario())
-    with redis.Redis.from_url(settings.redis_url) as sync:
+    with connect_sync(settings.redis_url) as sync:
         ttl = sync.ttl(f"{settings.app_id}:t:e-ttl")
     assert 3500 < ttl <= 3600
 

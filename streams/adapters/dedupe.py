@@ -12,26 +12,24 @@ import time
 from collections.abc import Sequence
 from datetime import datetime
 
-import orjson
-from redis.asyncio import Redis
-
 from processors.delivery import Position
 from streams.adapters.metrics import PipelineMetrics
+from streams.adapters.redis_client import RedisClient, SlotScript, is_cluster
 from streams.adapters.redis_retry import RedisRetry
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# One round trip and one command per batch, with the marks packed in one argument: redis-py spends
-# ~0.5 µs of Python per command argument, orjson packs the batch in C. ARGV[1] is the TTL, ARGV[2]
-# a JSON list of [key, position]; each key is marked with its position unless it exists, and the
-# reply holds the earlier mark (or false) per key. Single-instance Redis (keys span hash slots).
+# One round trip and one command per batch (per hash slot on a Redis Cluster: `SlotScript`), the
+# positions packed in one argument by orjson. KEYS are the marks, ARGV[1] the TTL, ARGV[2] a JSON
+# list with each key's position; each key is marked with its position unless it exists, and the
+# reply holds the earlier mark (or false) per key.
 MARK_SCRIPT = """
 local ttl = ARGV[1]
-local marks = cjson.decode(ARGV[2])
+local positions = cjson.decode(ARGV[2])
 local out = {}
-for i, mark in ipairs(marks) do
-  out[i] = redis.call('SET', mark[1], mark[2], 'NX', 'GET', 'EX', ttl) or false
+for i, position in ipairs(positions) do
+  out[i] = redis.call('SET', KEYS[i], position, 'NX', 'GET', 'EX', ttl) or false
 end
 return out
 """
@@ -47,7 +45,7 @@ class FirstSeenIndex:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         *,
         namespace: str,
         ttl_s: int,
@@ -58,7 +56,7 @@ class FirstSeenIndex:
         self._namespace = namespace
         self._ttl_s = ttl_s
         self._retry = RedisRetry("dedupe", retry_max_s, metrics)
-        self._script = redis.register_script(MARK_SCRIPT)
+        self._script = SlotScript(redis, MARK_SCRIPT)
 
     async def mark(self, entries: Sequence[tuple[str, Position, datetime]]) -> list[str | None]:
         """Record each (event_id, position) if new; return the first-seen token for each entry.
@@ -83,15 +81,15 @@ class FirstSeenIndex:
         self, entries: Sequence[tuple[str, Position, datetime]]
     ) -> list[str | None]:
         prefix = self._namespace
-        marks = [
-            (f"{prefix}:{position.topic}:{event_id}", f"{position.partition}:{position.offset}")
-            for event_id, position, _ in entries
-        ]
-        replies = await self._script(keys=[], args=[self._ttl_s, orjson.dumps(marks)])
+        keys = [f"{prefix}:{position.topic}:{event_id}" for event_id, position, _ in entries]
+        positions = [f"{position.partition}:{position.offset}" for _, position, _ in entries]
+        replies = await self._script.call(keys, [self._ttl_s], positions)
         return [r.decode() if isinstance(r, bytes) else None for r in replies]
 
 
-def first_seen_index(settings: Settings, redis: Redis, metrics: PipelineMetrics) -> FirstSeenIndex:
+def first_seen_index(
+    settings: Settings, redis: RedisClient, metrics: PipelineMetrics
+) -> FirstSeenIndex:
     """The Redis first-seen index of event ids, from settings."""
     return FirstSeenIndex(
         redis,
@@ -109,7 +107,7 @@ class LegacyMarks:
     RECHECK_S = 3600.0
 
     def __init__(
-        self, redis: Redis, *, namespace: str, topics: Sequence[str], retry: RedisRetry
+        self, redis: RedisClient, *, namespace: str, topics: Sequence[str], retry: RedisRetry
     ) -> None:
         self._redis = redis
         self._namespace = namespace
@@ -162,10 +160,13 @@ class LegacyMarks:
 
 
 def legacy_marks(
-    settings: Settings, redis: Redis, metrics: PipelineMetrics, bases: Sequence[str]
-) -> LegacyMarks:
+    settings: Settings, redis: RedisClient, metrics: PipelineMetrics, bases: Sequence[str]
+) -> LegacyMarks | None:
     """The Redis marks that versions before this one set for the topics `bases` (the hot
-    path's; the fulfilment loop keeps its marks in Redis under the same namespace)."""
+    path's; the fulfilment loop keeps its marks in Redis under the same namespace). None on a
+    Redis Cluster: no version before this one ran on a cluster, so none can have left a mark."""
+    if is_cluster(redis):
+        return None
     retry = RedisRetry("dedupe", settings.redis_retry_max_s, metrics)
     topics = [settings.topic(base) for base in bases]
     return LegacyMarks(redis, namespace=seen_namespace(settings.app_id), topics=topics, retry=retry)

@@ -12,27 +12,28 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-import orjson
-from redis.asyncio import Redis
-
 from streams.adapters.metrics import PipelineMetrics
+from streams.adapters.redis_client import RedisClient, SlotScript
 from streams.adapters.redis_retry import RedisRetry
 
-# One script call per batch, the balances packed in one argument (see
-# streams/adapters/dedupe.py): ARGV[1] is updated_at, ARGV[2] a JSON list of
-# [key, sequence, pending, available, erased (0|1)]; a sequence of -1: nothing to write.
+# One script call per batch (per hash slot on a Redis Cluster: `SlotScript`), the balances packed
+# in one argument: KEYS are the hashes, ARGV[1] is updated_at, ARGV[2] a JSON list with one
+# [sequence, pending, available, erased (0|1)] per key; a sequence of -1: nothing to write.
 MIRROR_SCRIPT = """
 local at = ARGV[1]
 local rows = cjson.decode(ARGV[2])
-for _, row in ipairs(rows) do
-  if row[5] == 1 then redis.call('DEL', row[1]) end
-  local current = tonumber(redis.call('HGET', row[1], 'sequence') or '-1')
-  if row[2] >= 0 and row[2] >= current then
-    redis.call('HSET', row[1], 'sequence', row[2], 'pending', row[3], 'available', row[4],
+local out = {}
+for i, row in ipairs(rows) do
+  local key = KEYS[i]
+  if row[4] == 1 then redis.call('DEL', key) end
+  local current = tonumber(redis.call('HGET', key, 'sequence') or '-1')
+  if row[1] >= 0 and row[1] >= current then
+    redis.call('HSET', key, 'sequence', row[1], 'pending', row[2], 'available', row[3],
                'updated_at', at)
   end
+  out[i] = 1
 end
-return #rows
+return out
 """
 
 
@@ -45,11 +46,11 @@ class BalanceMirror:
     """Writes the balances of changed accounts to Redis, one round trip per batch."""
 
     def __init__(
-        self, redis: Redis, *, namespace: str, retry_max_s: float, metrics: PipelineMetrics
+        self, redis: RedisClient, *, namespace: str, retry_max_s: float, metrics: PipelineMetrics
     ) -> None:
         self._namespace = namespace
         self._retry = RedisRetry("points_mirror", retry_max_s, metrics)
-        self._script = redis.register_script(MIRROR_SCRIPT)
+        self._script = SlotScript(redis, MIRROR_SCRIPT)
 
     async def write(self, rows: Sequence[tuple[str, int, int, int, bool]]) -> None:
         """Mirror the rows (customer id, sequence (-1: an empty account, not written), pending,
@@ -57,6 +58,7 @@ class BalanceMirror:
         if not rows:
             return
         ns = self._namespace
-        packed = orjson.dumps([(f"{ns}:{c}", seq, p, a, int(gone)) for c, seq, p, a, gone in rows])
+        keys = [f"{ns}:{c}" for c, *_ in rows]
+        values = [(seq, p, a, int(gone)) for _, seq, p, a, gone in rows]
         at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-        await self._retry.call(lambda: self._script(keys=[], args=[at, packed]))
+        await self._retry.call(lambda: self._script.call(keys, [at], values))

@@ -8,6 +8,13 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import (
+    AskError,
+    ClusterError,
+    ReadOnlyError,
+    RedisClusterException,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -15,6 +22,12 @@ from streams.adapters.metrics import PipelineMetrics
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+AWAY = (
+    RedisConnectionError, RedisTimeoutError, OSError,
+    ClusterError, RedisClusterException, TryAgainError, AskError, ReadOnlyError,
+)  # fmt: skip
+"""Redis (or a node, a slot of a Redis Cluster during a failover) is away for now: a
+`CLUSTERDOWN`, `TRYAGAIN`, `MOVED`/`ASK` not yet followed, a write to a primary just demoted."""
 
 
 class RedisRetry:
@@ -31,7 +44,7 @@ class RedisRetry:
         while True:
             try:
                 return await attempt()
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            except AWAY as exc:
                 failures += 1
                 self._errors.inc()
                 delay = self._backoff.compute(failures)

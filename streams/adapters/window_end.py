@@ -3,7 +3,7 @@ kept in Redis as a maximum that only moves forward (so sums over workers add equ
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
+from streams.adapters.redis_client import RedisClient
 
 _AGREE = """
 local stored = redis.call('GET', KEYS[1])
@@ -28,7 +28,7 @@ def window_end_key(app_id: str) -> str:
 class SharedWindowEnd:
     """The workers' agreed window end: each offers its newest fact time and reads the maximum."""
 
-    def __init__(self, redis: Redis, app_id: str) -> None:
+    def __init__(self, redis: RedisClient, app_id: str) -> None:
         self._key = window_end_key(app_id)
         self._script = redis.register_script(_AGREE)
 

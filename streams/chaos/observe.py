@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import redis
 
+from streams.adapters.redis_client import SyncClient, connect_sync
 from streams.bench.sandbox_process import SandboxProcess
 from streams.chaos.oracle import Balance
 from streams.chaos.read import Rec, read_topic
@@ -66,10 +66,10 @@ def observe(
         found.topics[name] = read_topic(settings.kafka_bootstrap_servers, settings.topic(name))
     wanted = sorted(customers)
     found.http = http_balances(wanted, ports, http_budget_s)
-    client = redis.Redis.from_url(settings.redis_url)
+    client = connect_sync(settings.redis_url, cluster=settings.redis_cluster_mode)
     found.mirror = mirror_balances(client, settings.app_id, wanted)
     found.mirror_keys = sum(1 for _ in client.scan_iter(f"{settings.app_id}:points:*", 1000))
-    budget = client.scan_iter(f"{settings.app_id}:comp:budget:*:month:*", 1000)
+    budget = client.scan_iter(f"{{{settings.app_id}:comp}}:budget:*:month:*", 1000)
     found.budget_cents = sum(int(client.get(key) or 0) for key in budget)
     found.sandbox = sandbox.orders()
     return found
@@ -109,7 +109,7 @@ def _balance(customer: str, port: int, deadline: float) -> Balance | str | None:
 
 
 def mirror_balances(
-    client: redis.Redis, app_id: str, customers: Sequence[str]
+    client: SyncClient, app_id: str, customers: Sequence[str]
 ) -> dict[str, Balance | None]:
     """The `<app_id>:points:<customer>` hashes (None where there is none)."""
     out: dict[str, Balance | None] = {}

@@ -16,12 +16,12 @@ import sys
 from dataclasses import dataclass, field
 
 import msgspec
-import redis
 from tqdm import tqdm
 
 from processors.account import Account
 from schemas.outputs import PointsLedgerEntry
 from streams.adapters.points_mirror import mirror_namespace
+from streams.adapters.redis_client import connect_sync
 from streams.adapters.topic_reader import read_to_end
 from streams.cli.account_table import account_table
 from streams.settings import Settings
@@ -144,7 +144,9 @@ def _show(b: Balance) -> str:
 def read_mirror(settings: Settings) -> dict[str, dict[str, str]]:
     """Every balance hash of the app in Redis, by customer id."""
     prefix = f"{mirror_namespace(settings.app_id)}:"
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    client = connect_sync(
+        settings.redis_url, cluster=settings.redis_cluster_mode, decode_responses=True
+    )
     try:
         keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
         pipe = client.pipeline(transaction=False)
