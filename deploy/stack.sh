@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Local Apache Kafka (KRaft, jars from Maven Central) and redis-server on 127.0.0.1, no Docker needed.
 #
-#   deploy/stack.sh up [--brokers 1|3] [--redis-cluster]
+#   deploy/stack.sh up [--brokers 1|3] [--redis-cluster] [--no-kafka]
 #                                        start (idempotent: a running stack is left as it is);
 #                                        --redis-cluster: a 3-primary, 3-replica Redis Cluster
-#                                        instead of the single redis-server
+#                                        instead of the single redis-server; --no-kafka: Redis only
 #   deploy/stack.sh down                 stop everything this script started
 #   deploy/stack.sh status               show what runs
 #   deploy/stack.sh env                  print KAFKA_BOOTSTRAP_SERVERS / REDIS_URL exports
@@ -156,7 +156,15 @@ start_redis_node() { # $1 port; a cluster node, its files in $STACK_DIR/redis-cl
   redis-server --bind 127.0.0.1 --port "$1" --daemonize yes --dir "$dir" \
     --pidfile "$dir/pid" --logfile "$dir/redis.log" --save "" --appendonly yes \
     --appendfsync everysec --cluster-enabled yes --cluster-config-file nodes.conf \
-    --cluster-node-timeout 2000 >/dev/null
+    --cluster-node-timeout 2000 --cluster-replica-validity-factor 0 >/dev/null
+}
+
+replicas_in_sync() { # replicas whose link to their primary is up (a failover needs one)
+  local i n=0
+  for ((i = 0; i < CLUSTER_NODES; i++)); do
+    redis-cli -p $((CLUSTER_PORT + i)) info replication 2>/dev/null | grep -q 'master_link_status:up' && n=$((n + 1))
+  done
+  echo "$n"
 }
 
 cluster_ok() { redis-cli -p "$CLUSTER_PORT" cluster info 2>/dev/null | grep -q 'cluster_state:ok'; }
@@ -179,7 +187,7 @@ start_redis_cluster() { # 3 primaries with a replica each, on loopback, from the
     touch "$dir/created"
   fi
   for ((i = 0; i < 300; i++)); do
-    cluster_ok && (($(redis-cli -p "$CLUSTER_PORT" cluster nodes | grep -c slave) == CLUSTER_NODES / 2)) && { log "redis cluster ready on 127.0.0.1:$CLUSTER_PORT-$((CLUSTER_PORT + CLUSTER_NODES - 1))"; return; }
+    cluster_ok && (($(replicas_in_sync) == CLUSTER_NODES / 2)) && { log "redis cluster ready on 127.0.0.1:$CLUSTER_PORT-$((CLUSTER_PORT + CLUSTER_NODES - 1))"; return; }
     sleep 0.1
   done
   die "redis cluster not ready (see $dir/*/redis.log)"
@@ -200,11 +208,12 @@ print(c)'
 }
 
 cmd_up() {
-  local n=1 mode=single
+  local n=1 mode=single kafka=1
   while (($#)); do
     case "$1" in
       --brokers) n="$2"; shift 2 ;;
       --redis-cluster) mode=cluster; shift ;;
+      --no-kafka) kafka=0; shift ;;
       *) die "unknown option $1" ;;
     esac
   done
@@ -215,10 +224,14 @@ cmd_up() {
   if [[ -f "$STACK_DIR/redis-mode" && "$(cat "$STACK_DIR/redis-mode")" != "$mode" ]]; then
     die "a stack with $(cat "$STACK_DIR/redis-mode") Redis lives in $STACK_DIR: run 'down --purge' first"
   fi
-  fetch_jars
+  ((kafka)) && fetch_jars
   mkdir -p "$STACK_DIR"
   echo "$n" >"$STACK_DIR/brokers"
   echo "$mode" >"$STACK_DIR/redis-mode"
+  if ((!kafka)); then
+    if [[ "$mode" == cluster ]]; then start_redis_cluster; else start_redis; fi
+    return
+  fi
   [[ -f "$STACK_DIR/cluster-id" ]] || new_cluster_id >"$STACK_DIR/cluster-id"
   local cid i
   cid=$(cat "$STACK_DIR/cluster-id")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import redis
 from pydantic import SecretStr
 
 from streams.adapters.kafka_io import admin_client, ensure_topics
@@ -292,4 +293,68 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
     run("up", "--brokers", "3")  # safe to run twice
     exports = dict(line.removeprefix("export ").split("=", 1) for line in run("env").splitlines())
     yield exports["KAFKA_BOOTSTRAP_SERVERS"], tmp_path / "stack"
+    run("down", "--purge")
+
+
+@dataclass
+class RedisClusterStack:
+    """A Redis Cluster of this test module's own (`deploy/stack.sh up --redis-cluster
+    --no-kafka`), so a test may kill its nodes."""
+
+    directory: Path
+    first_port: int
+
+    @property
+    def url(self) -> str:
+        return f"redis+cluster://127.0.0.1:{self.first_port}/0"
+
+    def client(self) -> redis.RedisCluster:
+        """A client that knows every node (whichever was killed, another answers)."""
+        ports = range(self.first_port, self.first_port + 6)
+        nodes = [redis.cluster.ClusterNode("127.0.0.1", port) for port in ports]
+        return redis.RedisCluster(startup_nodes=nodes, socket_timeout=1)
+
+    def primary_of(self, key: str) -> int:
+        """The port of the primary that serves `key`'s hash slot."""
+        with self.client() as client:
+            node = client.get_node_from_key(key)
+            assert node is not None
+            return int(node.port)
+
+    def kill(self, port: int) -> None:
+        """SIGKILL the node on `port` (no goodbye: its replica must notice and take over)."""
+        pid = int((self.directory / "redis-cluster" / str(port) / "pid").read_text())
+        os.kill(pid, 9)
+
+    def healthy(self) -> bool:
+        """Every slot served (`cluster_state:ok`), as a surviving node sees it."""
+        for port in range(self.first_port, self.first_port + 6):
+            try:
+                with redis.Redis(port=port, socket_timeout=1) as node:
+                    info = node.cluster("info")
+            except redis.RedisError:
+                continue
+            return bool(info.get("cluster_state") == "ok")
+        return False
+
+
+@pytest.fixture(scope="module")
+def private_redis_cluster(tmp_path_factory: pytest.TempPathFactory):
+    """A 3-primary, 3-replica Redis Cluster on free loopback ports for one test module."""
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        unavailable("redis-server and redis-cli are needed for a Redis Cluster")
+    directory = tmp_path_factory.mktemp("redis-cluster")
+    first = consecutive_free_ports(6)
+    env = {**os.environ, "REWARDS_STACK_DIR": str(directory),
+           "REWARDS_REDIS_CLUSTER_PORT": str(first)}  # fmt: skip
+    script = str(REPO / "deploy" / "stack.sh")
+
+    def run(*args: str) -> None:
+        done = subprocess.run(
+            ["bash", script, *args], env=env, capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, done.stderr[-4000:]
+
+    run("up", "--redis-cluster", "--no-kafka")
+    yield RedisClusterStack(directory, first)
     run("down", "--purge")

@@ -7,17 +7,17 @@ from typing import Any
 
 import orjson
 import pytest
-import redis
 
 from processors.identity import keyed_hash
 from streams.adapters.points_mirror import mirror_namespace
+from streams.adapters.redis_client import connect_sync
 from streams.adapters.topic_reader import read_topic
 from streams.cli.account_commands import publish_adjustment, publish_forget
 from tests.events import new_id
 from tests.support import eventually, http_get
 from tests.test_points_pipeline import balance_is, buy, redis_balance, send, topic_records
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.redis]
 
 
 def ledger_of(settings, customer: str) -> list[dict[str, Any]]:
@@ -66,7 +66,7 @@ def test_forget_erases_the_account_everywhere_and_later_events_start_afresh(
     publish_adjustment(settings, customer, 7, "goodwill", "ops-ana", "adj-1")
     eventually(lambda: balance_is(worker, settings, customer, 10, 7))
     eventually(lambda: balance_is(worker, settings, other, 5, 0))
-    index = redis.Redis.from_url(settings.redis_url)
+    index = connect_sync(settings.redis_url)
     ns = settings.app_id
     index.sadd(f"{ns}:ref:by:{customer}", other)  # as the identity index records a sign-up
     index.sadd(f"{ns}:ref:of:{other}", customer)

@@ -8,10 +8,10 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from redis.asyncio import Redis
 
 from processors.account import Account
 from processors.advocacy import AdvocacyPolicy
+from streams.adapters.redis_client import connect
 from streams.adapters.window_end import SharedWindowEnd
 from streams.advocacy import AdvocacyWindows
 from tests.test_advocacy_event_clock import WALL, answered
@@ -25,7 +25,7 @@ def promoters(windows: AdvocacyWindows, window: str) -> int:
 
 
 async def agree(url: str, app_id: str, workers: list[AdvocacyWindows]) -> None:
-    redis = Redis.from_url(url)
+    redis = connect(url, cluster=False)
     try:
         for windows in workers:  # each worker's timer, in turn, twice (as rounds go by)
             windows.shared_end = await SharedWindowEnd(redis, app_id).agree(windows.newest_fact())
@@ -36,6 +36,7 @@ async def agree(url: str, app_id: str, workers: list[AdvocacyWindows]) -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.redis
 def test_workers_agree_on_one_window_end_and_their_sums_are_exact(services):
     behind, ahead, alone = (AdvocacyWindows(EVENT) for _ in range(3))
     behind.track(0, Account("a"), answered("a", 95, 100, 124))  # a backfill still 95 days back
@@ -53,6 +54,7 @@ def test_workers_agree_on_one_window_end_and_their_sums_are_exact(services):
 
 
 @pytest.mark.integration
+@pytest.mark.redis
 def test_the_agreed_end_only_moves_forward(services):
     app_id = f"test-{uuid.uuid4().hex[:8]}"
     newer, older = AdvocacyWindows(EVENT), AdvocacyWindows(EVENT)
@@ -66,11 +68,13 @@ def test_the_agreed_end_only_moves_forward(services):
     assert empty.window_end(WALL) == WALL - timedelta(days=10)
 
 
+@pytest.mark.integration
+@pytest.mark.redis
 def test_the_agreed_end_is_the_offered_time_to_the_microsecond(services):
     """Not Lua's 14-digit `tostring` of it (1791408447.533985 came back as ...447.534)."""
 
     async def offer() -> tuple[float | None, float | None, float | None]:
-        redis = Redis.from_url(services.redis_url)
+        redis = connect(services.redis_url, cluster=False)
         try:
             shared = SharedWindowEnd(redis, f"test-{uuid.uuid4().hex[:8]}")
             none = await shared.agree(None)

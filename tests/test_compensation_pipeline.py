@@ -21,7 +21,7 @@ from tests.support import eventually, publish
 from tests.test_points_pipeline import ago, topic_records
 from tests.test_referrals_pipeline import refer, signed_up
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.redis]
 
 
 def complain(settings, *events: dict[str, Any]) -> None:
@@ -61,7 +61,7 @@ def cards_of(settings, count: int) -> list[dict[str, Any]]:
 def budget_used(settings) -> list[int]:
     """The EUR compensation budget used, per day, as Redis has it."""
     client = connect_sync(settings.redis_url)
-    keys = client.keys(f"{{{settings.app_id}:comp}}:budget:EUR:day:*")
+    keys = list(client.scan_iter(match=f"{{{settings.app_id}:comp}}:budget:EUR:day:*"))
     return [int(client.get(key) or 0) for key in keys]
 
 

@@ -8,7 +8,7 @@ import pytest
 from streams.bench.fraud_scenario import KINDS, build, run
 from streams.settings import settings_env
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.redis]
 
 
 def test_every_kind_of_self_referral_is_stopped_and_honest_ones_are_paid(settings, tmp_path):

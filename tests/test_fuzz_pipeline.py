@@ -31,7 +31,7 @@ from tests.fuzz import POISON, SCHEMAS, TOPICS, Fuzzer, Record
 from tests.fuzz_oracle import FORMATS, Oracle, Run, parse_time
 from tests.support import Sent, eventually
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.redis]
 
 RECORDS = int(os.environ.get("REWARDS_FUZZ_RECORDS", "3000"))
 SEED = int(os.environ.get("REWARDS_FUZZ_SEED", "1103"))

@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-import redis
 
 from schemas.codec import encode
 from schemas.outputs import PointsLedgerEntry
 from streams.adapters.points_mirror import mirror_namespace
+from streams.adapters.redis_client import connect_sync
 from streams.adapters.topic_reader import read_to_end
 from streams.cli.ledger_verify import add_entry, rebuild
 from tests.events import new_id
@@ -56,6 +56,7 @@ def verify(settings) -> tuple[int, str]:
 
 
 @pytest.mark.integration
+@pytest.mark.redis
 def test_verify_passes_on_a_consistent_state_and_names_each_difference(settings, start_worker):
     worker = start_worker(settings)
     alice, bob = new_id("alice"), new_id("bob")
@@ -73,7 +74,7 @@ def test_verify_passes_on_a_consistent_state_and_names_each_difference(settings,
     assert code == 0, out
     assert "4 records, 3 distinct entries, 2 customers" in out and "OK" in out
 
-    client = redis.Redis.from_url(settings.redis_url)
+    client = connect_sync(settings.redis_url)
     key = f"{mirror_namespace(settings.app_id)}:{bob}"
     client.hset(key, "available", 7)
     code, out = verify(settings)

@@ -8,17 +8,17 @@ from typing import Any
 
 import orjson
 import pytest
-import redis
 from jsonschema import Draft202012Validator
 
 from schemas.codec import load_schema
 from streams.adapters.points_mirror import mirror_namespace
+from streams.adapters.redis_client import connect_sync
 from streams.adapters.topic_reader import read_topic
 from streams.bench.worker_process import free_port
 from tests.events import new_id, purchase, record
 from tests.support import eventually, http_get, publish
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.redis]
 HOLD = timedelta(days=14)
 
 
@@ -68,7 +68,7 @@ def http_balance(worker, customer: str) -> tuple[int, dict[str, Any]]:
 
 
 def redis_balance(settings, customer: str) -> tuple[int, int] | None:
-    client = redis.Redis.from_url(settings.redis_url)
+    client = connect_sync(settings.redis_url)
     stored = client.hgetall(f"{mirror_namespace(settings.app_id)}:{customer}")
     return (int(stored[b"pending"]), int(stored[b"available"])) if stored else None
 

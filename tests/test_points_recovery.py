@@ -24,7 +24,7 @@ from tests.events import new_id, purchase, record
 from tests.support import eventually, publish
 from tests.test_points_pipeline import balance_is
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.redis]
 CUSTOMERS = [f"c-{i:03d}" for i in range(40)]
 
 

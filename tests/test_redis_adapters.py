@@ -6,7 +6,6 @@ import asyncio
 from datetime import UTC, datetime
 
 import pytest
-import redis
 from prometheus_client import CollectorRegistry
 
 from processors.delivery import Delivery, Position, classify_delivery
@@ -114,7 +113,7 @@ def test_purchases_settle_through_a_redis_outage_and_the_mirror_catches_up(
 
     private_redis.start()
     eventually(lambda: worker.total("rewards_mirror_queued") == 0)
-    mirror = redis.Redis.from_url(private_redis.url, decode_responses=True)
+    mirror = connect_sync(private_redis.url, decode_responses=True)
     for event in later:
         stored = mirror.hgetall(f"{mirror_namespace(settings.app_id)}:{event['customer_id']}")
         assert stored["pending"] == "45" and stored["available"] == "0", stored

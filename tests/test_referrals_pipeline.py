@@ -17,7 +17,7 @@ from tests.events import new_id, referral
 from tests.support import REPO, eventually, publish, settled
 from tests.test_points_pipeline import ago, buy, http_balance, refund, send, topic_records
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.redis]
 
 
 def signed_up(referrer: str, referee: str, **context: Any) -> dict[str, Any]:
