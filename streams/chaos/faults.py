@@ -129,10 +129,15 @@ class FaultDriver:
 
     def _redis_outage(self) -> None:
         assert self._plan.redis_outage is not None
-        fault = Fault("redis_outage", "redis", time.time())
+        if self._stack.redis_cluster_port:
+            port = self._stack.kill_redis_primary()
+            fault = Fault("redis_outage", f"redis-{port}", time.time(), note="primary killed")
+            log.info("chaos: SIGKILL the Redis Cluster primary on port %d", port)
+        else:
+            fault = Fault("redis_outage", "redis", time.time())
+            log.info("chaos: stopping redis-server")
+            self._stack.stop_redis()
         self.faults.append(fault)
-        log.info("chaos: stopping redis-server")
-        self._stack.stop_redis()
         time.sleep(self._draw(self._plan.redis_outage))
         self._restart(fault)
 

@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from redis.cluster import ClusterNode, RedisCluster
+
 from streams.bench.checkout import MARKER, checkout
 from streams.bench.worker_process import WorkerProcess, free_port
 from streams.settings import Settings, settings_env
@@ -50,6 +52,8 @@ class Stack:
     directory: Path
     kafka_port: int
     redis_port: int
+    redis_cluster_port: int | None = None
+    """The first node of a Redis Cluster (`stack.sh up --redis-cluster`) instead of redis-server."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Stack:
@@ -64,19 +68,24 @@ class Stack:
                 f"{', '.join(missing)} must name the 3-broker stack to break (deploy/chaos.sh "
                 "starts one and sets them)"
             )
+        cluster = env.get("REWARDS_REDIS_CLUSTER_PORT") if env.get("REWARDS_CHAOS_REDIS") else None
         return cls(
             Path(env["REWARDS_STACK_DIR"]),
             int(env["REWARDS_KAFKA_PORT"]),
             int(env["REWARDS_REDIS_PORT"]),
+            int(cluster) if cluster else None,
         )
 
     def env(self) -> dict[str, str]:
         """The variables `deploy/stack.sh` reads."""
-        return {
+        found = {
             "REWARDS_STACK_DIR": str(self.directory),
             "REWARDS_KAFKA_PORT": str(self.kafka_port),
             "REWARDS_REDIS_PORT": str(self.redis_port),
         }
+        if self.redis_cluster_port:
+            found["REWARDS_REDIS_CLUSTER_PORT"] = str(self.redis_cluster_port)
+        return found
 
     @property
     def bootstrap(self) -> str:
@@ -85,7 +94,9 @@ class Stack:
 
     @property
     def redis_url(self) -> str:
-        """The stack's Redis."""
+        """The stack's Redis (or Redis Cluster)."""
+        if self.redis_cluster_port:
+            return f"redis+cluster://127.0.0.1:{self.redis_cluster_port}/0"
         return f"redis://127.0.0.1:{self.redis_port}/0"
 
     def run(self, *args: str) -> str:
@@ -103,7 +114,7 @@ class Stack:
 
     def up(self) -> None:
         """Start whatever of the stack is not running (and wait for every broker)."""
-        self.run("up", "--brokers", "3")
+        self.run("up", "--brokers", "3", *(["--redis-cluster"] if self.redis_cluster_port else []))
 
     def _pid(self, name: str) -> int | None:
         path = self.directory / name / "pid"
@@ -117,6 +128,20 @@ class Stack:
         if pid is None:
             raise RuntimeError(f"no pid file for kafka node {node} in {self.directory}")
         os.kill(pid, signal.SIGKILL)
+
+    def kill_redis_primary(self) -> int:
+        """SIGKILL the Redis Cluster primary with the lowest port (its replica must take over);
+        its port. `up` starts it again, and it rejoins as a replica."""
+        assert self.redis_cluster_port is not None
+        ports = range(self.redis_cluster_port, self.redis_cluster_port + 6)
+        nodes = [ClusterNode("127.0.0.1", port) for port in ports]
+        with RedisCluster(startup_nodes=nodes, socket_timeout=2) as client:
+            primary = min(int(node.port) for node in client.get_primaries())
+        pid = self._pid(f"redis-cluster/{primary}")
+        if pid is None:
+            raise RuntimeError(f"no pid file for redis node {primary} in {self.directory}")
+        os.kill(pid, signal.SIGKILL)
+        return primary
 
     def stop_redis(self, timeout_s: float = 30.0) -> None:
         """Stop redis-server (SIGTERM: it writes its append-only file and exits)."""
