@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import importlib.util
 import os
 import shutil
 import signal
@@ -85,10 +86,20 @@ def checkout_peers() -> dict[str, Peer]:
     }
 
 
+IMPORTS = {"quix": "quixstreams", "bytewax": "bytewax", "faust": "faust", "lean": "confluent_kafka"}
+"""What a peer's program imports: `--venv main` uses this interpreter only where it has it."""
+
+
 def python_for(peer: Peer, venv: str) -> Path:
-    """The interpreter a peer runs with."""
-    if venv == "main" or peer.requirements is None:
+    """The interpreter a peer runs with: its pinned venv, or with `venv == "main"` this one when
+    it can import the peer's package (else the pinned venv, and a line says so)."""
+    if peer.requirements is None:
         return Path(sys.executable)
+    if venv == "main":
+        if importlib.util.find_spec(IMPORTS.get(peer.name, peer.name)) is not None:
+            return Path(sys.executable)
+        print(f"[peers] {peer.name}: not installed in this interpreter, run from its pinned venv",
+              flush=True)  # fmt: skip
     return ensure_venv(peer.name, peer.requirements)
 
 

@@ -32,6 +32,10 @@ from streams.bench.sandbox_process import SandboxProcess
 from streams.bench.worker_process import WorkerProcess, free_port
 from streams.settings import Settings, settings_env
 
+MIN_ROUNDS = 5
+"""Fewer interleaved rounds than this give a median too noisy to quote (measured: +-10-40% per run
+on a 2-core machine)."""
+
 PARTITIONS = 4
 WORKER = "worker"
 
@@ -48,7 +52,7 @@ class PeerBenchOptions:
     customers: int = 10_000
     """At least the worker's batch size (1,000) for the worker's ledger to equal the reference:
     it settles a batch's events of one customer together, the reference one record at a time."""
-    repeat: int = 3
+    repeat: int = 5
     json_path: Path | None = None
     venv: Literal["peers", "main"] = "peers"
     """`main`: run the peers with this interpreter (lean and faust need nothing more)."""
@@ -87,6 +91,9 @@ def run_peer_bench(
     if WORKER in options.systems and options.customers < base.batch_max:
         print(f"[peers] warning: with fewer customers than the worker's batch ({base.batch_max})"
               " its ledger may differ from the per-record reference", flush=True)  # fmt: skip
+    if options.repeat < MIN_ROUNDS:
+        print(f"[peers] warning: {options.repeat} round(s): a median of fewer than {MIN_ROUNDS} "
+              "interleaved rounds is not a measurement to quote", flush=True)  # fmt: skip
     pythons = {s: python_for(known[s], options.venv) for s in options.systems if s != WORKER}
     tag = f"peers-{uuid.uuid4().hex[:8]}"
     ctx = Context(base, options, tag, Path(tempfile.mkdtemp(prefix=f"rewards-{tag}-")))

@@ -79,8 +79,14 @@ def bench_arguments(bench: argparse.ArgumentParser) -> argparse.ArgumentParser:
     bench.add_argument("--customers", type=int, default=10_000, help="not for the shop workload")
     bench.add_argument("--peers", action="store_true", help="compare with peer systems instead")
     bench.add_argument("--systems", default="quix,bytewax,faust,lean,worker", help="with --peers")
-    bench.add_argument("--repeat", type=int, default=3, help="with --peers: runs per system")
-    bench.add_argument("--venv", choices=("peers", "main"), default="peers", help="with --peers")
+    bench.add_argument(
+        "--repeat", type=int, default=5, help="with --peers: interleaved rounds (5 or more)"
+    )
+    bench.add_argument(
+        "--venv", choices=("peers", "main"), default="peers",
+        help="with --peers: each peer's pinned venv, or this interpreter where it has the peer's "
+        "packages (a peer it lacks still runs from its pinned venv)",
+    )  # fmt: skip
     return bench
 
 
