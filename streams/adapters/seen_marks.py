@@ -8,7 +8,8 @@ discards them with everything else; a new owner recovers them with the accounts.
 Key layout (beside the accounts, under the `\\x00` prefix no account key uses):
 `\\x00s` + bucket (8 bytes, big-endian) + topic + `\\x00` + event id -> `partition:offset`
 of the first record seen. A bucket is a quarter of the TTL of the partition's stream time, so
-a lookup reads the 5 buckets that can hold a live mark (one RocksDB multi-get per batch), and
+a lookup reads the (at most 5) buckets that can hold a live mark, none older than the partition's
+oldest mark (one RocksDB multi-get per batch), and
 expiry drops whole buckets: once stream time is a TTL past a bucket's end, its marks are deleted
 locally and tombstoned in the changelog (compaction then removes them), so the store and the
 changelog hold between 1 and 1.25 TTL of marks. Memory and disk grow with the event rate times the
@@ -91,11 +92,14 @@ class SeenMarks:
         """Mark each event id at its position unless a live mark exists; the first position
         seen for each (None: new). One multi-get per partition for the whole batch."""
         keyed: list[list[bytes]] = []
+        heads: dict[tuple[int, int], list[bytes]] = {}
         for event_id, position, at in entries:
-            bucket = int(at.timestamp() * 1000) // self._bucket_ms
-            self._expire(position.partition, bucket)
+            place = (position.partition, int(at.timestamp() * 1000) // self._bucket_ms)
+            found_heads = heads.get(place)
+            if found_heads is None:
+                found_heads = heads[place] = self._heads(*place)
             suffix = position.topic.encode() + b"\x00" + event_id.encode()
-            keyed.append([_key(b, suffix) for b in range(bucket, bucket - BUCKETS_PER_TTL - 1, -1)])
+            keyed.append([head + suffix for head in found_heads])
         stored = self._stored(entries, keyed)
         found: list[str | None] = []
         misses: list[int] = []
@@ -113,6 +117,14 @@ class SeenMarks:
                 self._emit(self._topic, key, self._staged[key][1], partition)
         return found
 
+    def _heads(self, partition: int, bucket: int) -> list[bytes]:
+        """Expire what a lookup at `bucket` no longer reads; the key prefixes of the buckets that
+        can hold a live mark, newest first (none older than the partition's oldest mark: a store
+        younger than the TTL reads fewer than 5)."""
+        self._expire(partition, bucket)
+        oldest = max(self._oldest.get(partition, bucket), bucket - BUCKETS_PER_TTL)
+        return [_key(b, b"") for b in range(bucket, min(oldest, bucket) - 1, -1)]
+
     def _stored(
         self, entries: Sequence[tuple[str, Position, datetime]], keyed: list[list[bytes]]
     ) -> list[list[Any]]:
@@ -121,12 +133,11 @@ class SeenMarks:
         for index, (_, position, _) in enumerate(entries):
             by_partition.setdefault(position.partition, []).append(index)
         out: list[list[Any]] = [[] for _ in entries]
-        width = BUCKETS_PER_TTL + 1
         for partition, indexes in by_partition.items():
             keys = [key for index in indexes for key in keyed[index]]
-            values = _get_many(self._store.local(partition), keys)
-            for n, index in enumerate(indexes):
-                out[index] = values[n * width : (n + 1) * width]
+            values = iter(_get_many(self._store.local(partition), keys))
+            for index in indexes:
+                out[index] = [next(values) for _ in keyed[index]]
         return out
 
     def _first(self, keys: list[bytes], values: list[Any]) -> str | None:
@@ -237,8 +248,8 @@ class SeenMarks:
         most EXPIRE_PER_BATCH a call (the rest at the next ones: a batch never waits long)."""
         live_from = bucket - BUCKETS_PER_TTL
         oldest, db = self._oldest.get(partition), self._store.local(partition)
-        if oldest is None:
-            oldest = self._oldest[partition] = _first_bucket(db, live_from)
+        if oldest is None:  # no mark at all: nothing is older than this bucket
+            oldest = self._oldest[partition] = _first_bucket(db, bucket)
         if oldest >= live_from:
             return
         start = self._expired_to.get(partition, PREFIX)
