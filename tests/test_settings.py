@@ -31,6 +31,7 @@ BAD = {  # the variable set, its value, what the one line must name
     "unknown-choice": ({"REWARDS_LOG_LEVEL": "loud"}, "REWARDS_LOG_LEVEL"),
     "short-secret": ({"REWARDS_PII_HASH_KEY": "short"}, "REWARDS_PII_HASH_KEY"),
     "bad-url": ({"REDIS_URL": "http://redis:6379"}, "REDIS_URL"),
+    "cluster-database": ({"REDIS_URL": "redis+cluster://127.0.0.1:7000/3"}, "REDIS_URL"),
     "commit-vs-transaction-timeout": ({"REWARDS_COMMIT_INTERVAL_S": "20"},
                                       "REWARDS_COMMIT_INTERVAL_S"),
     "tier-without-budget": ({"REWARDS_COMPENSATION_TIERS": '[{"name": "gbp", "severities": '
