@@ -67,6 +67,7 @@ def build_hot_path(wiring: Wiring, redis: RedisClient, *, partitions: int, fatal
         budget=CompensationBudget(
             redis, namespace=settings.app_id, caps=settings.compensation_budgets,
             retry=RedisRetry("compensation_budget", settings.redis_retry_max_s, metrics),
+            keep_answers_s=max(settings.dedupe_ttl_s, 86_400),
         ),
         mirror=BalanceMirror(
             redis, namespace=mirror_namespace(settings.app_id),

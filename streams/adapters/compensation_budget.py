@@ -5,7 +5,11 @@ Redis Cluster too; all keys expire):
 
 - `{<app>:comp}:budget:<currency>:day:<YYYY-MM-DD>`  integer: minor units reserved that UTC day
 - `{<app>:comp}:budget:<currency>:month:<YYYY-MM>`   integer: minor units reserved that UTC month
-- `{<app>:comp}:reservation:<complaint event id>`    the answer given for that complaint event
+- `{<app>:comp}:reservation:<complaint event id>`    the answer given for that complaint event,
+  kept `REWARDS_DEDUPE_TTL_S` (7 days; a day at least): a complaint event the account has
+  settled is a no-op for it (`processors.compensation.assess`), so the answer only has to
+  outlive the transaction that settles it (an abort repeats the batch, and the reservation with
+  it); the marks that drop copies of the event last as long
 
 One script call per batch checks and reserves every request in turn, so no two workers can both
 take the last of a budget. The answer per complaint event is remembered: a redelivered complaint
@@ -67,7 +71,7 @@ end
 return cjson.encode({answers = answers, used = used})
 """
 
-KEEP_ANSWERS_S = 400 * 86_400  # longer than any redelivery or replay of a complaint
+KEEP_ANSWERS_S = 7 * 86_400  # the default first-seen TTL (REWARDS_DEDUPE_TTL_S)
 DAY_TTL_S = 8 * 86_400  # a week of days stays readable (status, metrics)
 MONTH_TTL_S = 62 * 86_400
 
@@ -90,11 +94,13 @@ class CompensationBudget:
         namespace: str,
         caps: Mapping[str, BudgetCaps],
         retry: RedisRetry,
+        keep_answers_s: int = KEEP_ANSWERS_S,
     ) -> None:
         self._redis = redis
         self._ns = namespace
         self._caps = dict(caps)
         self._retry = retry
+        self._keep_s = keep_answers_s
         self._script = redis.register_script(RESERVE_SCRIPT)
         self._old_keys = not is_cluster(redis)
         """Also read the layout before 2026-12 (single Redis only)."""
@@ -127,7 +133,7 @@ class CompensationBudget:
             }
             for r in requests
         ]
-        args: list[int | bytes] = [KEEP_ANSWERS_S, DAY_TTL_S, MONTH_TTL_S, orjson.dumps(specs)]
+        args: list[int | bytes] = [self._keep_s, DAY_TTL_S, MONTH_TTL_S, orjson.dumps(specs)]
         found = orjson.loads(await self._script(keys=list(keys), args=args))
         answers = dict(zip((r.event_id for r in requests), found["answers"], strict=True))
         used = {
