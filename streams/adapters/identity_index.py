@@ -9,11 +9,14 @@ workers. It stores no personal data: every email, IP, address and payment finger
 - `<app>:ref:by:<customer>`     set: the customers who referred this one; `identity_ttl`
 - `<app>:ref:of:<customer>`     set: the customers this one referred; `identity_ttl`
 - `<app>:fraud:rejected:<id>`   string: this customer was rejected for fraud; `identity_ttl`
+- `<app>:id-of:<customer>`      set: the signal sets this customer was added to; `identity_ttl`
+- `<app>:id:reverse-since`      string: when `id-of` was first written (single Redis; no TTL)
 
-A batch's reads and writes go in one script call (`identity_lua.py`); writes are idempotent (same
-members, same scores), so a redelivered batch leaves the index as it was. An unreachable Redis
-holds the batch (RedisRetry). A forget command erases a customer's keys and memberships
-(`identity_erasure`).
+Every call touches keys of one hash slot (`identity_steps`), so the index runs on one Redis or a
+Redis Cluster alike; a batch is a few pipelined rounds that give what the version before's one
+script per batch gave. Writes are idempotent (same members, scores with GT), so a redelivered
+batch leaves the index as it was. An unreachable Redis holds the batch (RedisRetry). A forget
+command erases a customer's keys and memberships through `id-of` (`identity_erasure`).
 """
 
 from __future__ import annotations
@@ -21,17 +24,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
-
-import orjson
-from redis.asyncio import Redis
 
 from processors.fraud import FraudFacts, FraudPolicy, SharedSignal
 from processors.identity import email_domain, identity_signals, is_disposable, keyed_hash
 from processors.referrals import ConversionCheck
 from schemas.models import Context, Referral
-from streams.adapters.identity_erasure import customer_hash, erase_customers
-from streams.adapters.identity_lua import FACTS_SCRIPT, RECORD_SCRIPT
+from streams.adapters.identity_erasure import (
+    customer_hash,
+    erase_customers,
+    legacy_scan_due,
+    reverse_since,
+)
+from streams.adapters.identity_steps import Found, IdentitySteps, Row, Spec, SpecFacts
+from streams.adapters.redis_client import RedisClient, pipelined
 from streams.adapters.redis_retry import RedisRetry
 
 SHARED_KINDS = ("email", "device", "payment", "address", "ip_ua")
@@ -41,8 +46,6 @@ RECORD_REFRESH_S = 600
 RECORDED_CACHE = 200_000
 """(customer, signal) pairs whose last write to the index is remembered."""
 VELOCITY = (("referrer", None), ("ip", "ip"), ("device", "device"))
-LATE_KINDS = ("email", "device", "payment", "address")
-"""Signals that count as evidence whenever they show up (IP and agent count only close in time)."""
 Seen = tuple[str, Context | None, datetime, str]
 """(customer, context, time, event id) of a purchase."""
 
@@ -72,7 +75,7 @@ class IdentityIndex:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         *,
         namespace: str,
         key: bytes,
@@ -90,11 +93,14 @@ class IdentityIndex:
         self._recorded: dict[tuple[str, str], int] = {}
         self._unconfirmed: list[tuple[str, str]] = []
         """Pairs marked recorded by the open transaction (forgotten if it aborts)."""
-        self._facts_script = redis.register_script(FACTS_SCRIPT)
-        self._record_script = redis.register_script(RECORD_SCRIPT)
+        velocity_s = int(policy.velocity_window.total_seconds())
+        self._steps = IdentitySteps(redis, namespace, self._ttl_s, velocity_s, policy.ring_depth)
+        self._started = False
+        self._since: float | None = None
+        """When the reverse index started (None on a cluster: no version before ran there)."""
 
     async def signup_facts(self, signups: Sequence[Referral]) -> list[FraudFacts]:
-        """Facts for each sign-up, then record its referee, edge and velocity (one round trip)."""
+        """Facts for each sign-up, then record its referee, edge and velocity (a few rounds)."""
         if not signups:
             return []
         return await self._retry.call(lambda: self._signup_facts(signups))
@@ -129,8 +135,8 @@ class IdentityIndex:
             self._recorded.pop(pair, None)
         self._unconfirmed.clear()
 
-    def _fresh_rows(self, seen: Sequence[Seen]) -> list[tuple[str, int, str, str, str]]:
-        rows: list[tuple[str, int, str, str, str]] = []
+    def _fresh_rows(self, seen: Sequence[Seen]) -> list[Row]:
+        rows: list[Row] = []
         recorded = self._recorded
         for customer, context, at, event_id in seen:
             if context is None:
@@ -158,7 +164,12 @@ class IdentityIndex:
         if customers:
             gone = set(customers)
             self._recorded = {k: v for k, v in self._recorded.items() if k[0] not in gone}
-            await self._retry.call(lambda: erase_customers(self._redis, self._ns, customers))
+            await self._retry.call(lambda: self._erase(customers))
+
+    async def _erase(self, customers: Sequence[str]) -> None:
+        await self._start()
+        scan = legacy_scan_due(self._since, self._ttl_s)
+        await erase_customers(self._redis, self._ns, customers, legacy_scan=scan)
 
     def customer_hash(self, customer_id: str) -> str:
         """The customer's keyed hash (under the PII key): names them without their id."""
@@ -194,47 +205,38 @@ class IdentityIndex:
         hashed: _Hashed,
         *,
         signup: bool,
-    ) -> dict[str, Any]:
-        velocity = [
-            [who, referrer if kind is None else hashed.signals[kind]]
+    ) -> Spec:
+        signals = hashed.signals
+        velocity = tuple(
+            (who, referrer if kind is None else signals[kind])
             for who, kind in VELOCITY
-            if kind is None or kind in hashed.signals
-        ]
-        return {
-            "referrer": referrer, "referee": referee, "event_id": event_id, "at": int(at),
-            "signals": hashed.signals, "check": [k for k in SHARED_KINDS if k in hashed.signals],
-            "ring": signup, "velocity": velocity if signup else [], "record": signup,
-        }  # fmt: skip
-
-    async def _facts(self, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        policy = self._policy
-        reply = await self._facts_script(
-            args=[self._ns, self._ttl_s, int(policy.velocity_window.total_seconds()),
-                  policy.ring_depth, orjson.dumps(specs)],
-        )  # fmt: skip
-        found: list[dict[str, Any]] = orjson.loads(reply)
-        return found
+            if kind is None or kind in signals
+        )
+        check = tuple(k for k in SHARED_KINDS if k in signals)
+        return Spec(referrer, referee, event_id, int(at), signals, check,
+                    velocity if signup else (), signup)  # fmt: skip
 
     async def _signup_facts(self, signups: Sequence[Referral]) -> list[FraudFacts]:
+        await self._start()
         hashed = [self._hash(signup.context) for signup in signups]
         specs = [
             self._spec(s.referrer_id, s.referee_id or "", s.event_id, s.occurred_at.timestamp(), h,
                        signup=True)
             for s, h in zip(signups, hashed, strict=True)
         ]  # fmt: skip
-        found = await self._facts(specs)
+        found = await self._steps.facts(specs)
         return [
             FraudFacts(
                 subject="signup",
                 referrer_id=signup.referrer_id,
                 referee_id=signup.referee_id or "",
-                shared=self._shared(reply, signals, signup.occurred_at.timestamp()),
+                shared=self._shared(facts, signals, signup.occurred_at.timestamp()),
                 disposable_domain=signals.domain if signals.disposable else None,
-                velocity={who: int(n) for who, n in (reply["velocity"] or {}).items()},
-                ring=tuple(reply["ring"] or ()),
-                rejected=_rejected(reply),
+                velocity=facts.velocity,
+                ring=facts.ring,
+                rejected=_rejected(facts),
             )
-            for signup, signals, reply in zip(signups, hashed, found, strict=True)
+            for signup, signals, facts in zip(signups, hashed, found, strict=True)
         ]
 
     async def _conversion_facts(self, checks: Sequence[ConversionCheck]) -> list[FraudFacts]:
@@ -244,43 +246,41 @@ class IdentityIndex:
                        c.purchase.occurred_at.timestamp(), h, signup=False)
             for c, h in zip(checks, hashed, strict=True)
         ]  # fmt: skip
-        found = await self._facts(specs)
+        found = await self._steps.facts(specs)
         return [
             FraudFacts(
                 subject="conversion",
                 referrer_id=check.referral.referrer_id,
                 referee_id=check.purchase.customer_id,
-                shared=self._shared(reply, signals, check.purchase.occurred_at.timestamp()),
-                rejected=_rejected(reply),
+                shared=self._shared(facts, signals, check.purchase.occurred_at.timestamp()),
+                rejected=_rejected(facts),
             )
-            for check, signals, reply in zip(checks, hashed, found, strict=True)
+            for check, signals, facts in zip(checks, hashed, found, strict=True)
         ]
 
-    def _shared(
-        self, reply: dict[str, Any], hashed: _Hashed, at: float
-    ) -> tuple[SharedSignal, ...]:
+    def _shared(self, facts: SpecFacts, hashed: _Hashed, at: float) -> tuple[SharedSignal, ...]:
         """The referee's signals the referrer was seen with (IP + agent: within the window)."""
         window = self._policy.ip_ua_window.total_seconds()
-        seen = reply["shared"] or {}
+        seen = facts.shared
         return tuple(
             SharedSignal(kind, hashed.signals[kind])
             for kind in SHARED_KINDS
-            if seen.get(kind) not in (None, False)
-            and (kind != "ip_ua" or abs(float(seen[kind]) - at) <= window)
+            if kind in seen and (kind != "ip_ua" or abs(seen[kind] - at) <= window)
         )
 
-    async def _record(self, rows: list[tuple[str, int, str, str, str]]) -> list[list[str]]:
-        reply = await self._record_script(
-            args=[self._ns, self._ttl_s, orjson.dumps(rows), orjson.dumps(LATE_KINDS)]
-        )
-        found: list[list[str]] = orjson.loads(reply)
-        return found
+    async def _record(self, rows: list[Row]) -> list[Found]:
+        await self._start()
+        return await self._steps.record(rows)
+
+    async def _start(self) -> None:
+        """Once: the reverse index's start marker (single Redis; `identity_erasure`)."""
+        if not self._started:
+            self._since = await reverse_since(self._redis, self._ns)
+            self._started = True
 
     async def _mark(self, keys: list[str]) -> None:
-        pipe = self._redis.pipeline(transaction=False)
-        for key in keys:
-            pipe.set(key, 1, ex=self._ttl_s)
-        await pipe.execute()
+        ttl = self._ttl_s
+        await pipelined(self._redis, lambda pipe: [pipe.set(key, 1, ex=ttl) for key in keys])
 
     def _rejected_key(self, customer: str) -> str:
         return f"{self._ns}:fraud:rejected:{customer}"
@@ -289,7 +289,7 @@ class IdentityIndex:
 _NO_SIGNALS = _Hashed(signals={}, domain=None, disposable=False)
 
 
-def _rejected(reply: dict[str, Any]) -> tuple[str, ...]:
+def _rejected(facts: SpecFacts) -> tuple[str, ...]:
     """The roles the index remembers as rejected for fraud."""
-    flags = reply["rejected"]
+    flags = facts.rejected
     return tuple(role for role, flag in zip(("referrer", "referee"), flags, strict=True) if flag)

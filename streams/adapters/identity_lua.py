@@ -1,104 +1,120 @@
-"""The identity index's Redis scripts: a whole batch's reads and writes in one call each.
+"""The identity index's Redis script: per key, its reads then its writes; one call per hash slot.
 
-A pipeline of ~35 commands per sign-up cost ~0.4 ms of Python per sign-up in redis-py (measured:
-2.4k events/s on a referral-heavy stream); one script call per batch, with the batch as JSON, moves
-that work into Redis. Like the first-seen index, the scripts derive key names from their arguments,
-so they need one Redis, not Cluster.
+Each row of a call reads and writes only its own key (declared in KEYS), and `SlotScript` sends one
+call per hash slot (one call in all on a single Redis), so it runs on one Redis and on a Redis
+Cluster alike. `Rows` gathers a round's rows by key; `Got` reads the replies.
 """
 
 from __future__ import annotations
 
-# ARGV: namespace, ttl_s, velocity_window_s, ring_depth, then a JSON list of specs:
-#   {referrer, referee, event_id, at, signals: {kind: hmac}, check: [kind], ring: bool,
-#    velocity: [[who, subject]], record: bool}
-# Returns JSON: per spec {shared: {kind: last-seen or false}, rejected: [0|1, 0|1],
-#   ring: [customer ids of a cycle], velocity: {who: sign-ups in the window}}.
-FACTS_SCRIPT = """
-local ns, ttl, vwin, depth = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local specs = cjson.decode(ARGV[5])
-local function ring(referrer, referee)
-  local prefix = ns .. ':ref:by:'
-  local parent = {[referrer] = false}
-  local frontier = {referrer}
-  for _ = 1, depth - 1 do
-    local nxt = {}
-    for _, node in ipairs(frontier) do
-      for _, up in ipairs(redis.call('SMEMBERS', prefix .. node)) do
-        if up == referee then
-          local path = {referee, node}
-          local cur = parent[node]
-          while cur do table.insert(path, cur); cur = parent[cur] end
-          table.insert(path, referee)
-          return path
-        end
-        if parent[up] == nil then parent[up] = node; table.insert(nxt, up) end
-      end
-    end
-    frontier = nxt
+from collections.abc import Sequence
+from typing import Any
+
+from streams.adapters.redis_client import SlotScript
+
+# KEYS: keys of one hash slot. ARGV: ttl_s, velocity_window_s, then a JSON list of one object
+# per key. Reads: `score` [member]: their ZSCOREs; `exists`: EXISTS; `members`: SMEMBERS;
+# `velocity` [at, event id, ...]: each in turn ZADD, trim to twice the window, EXPIRE, ZCOUNT the
+# window. Then writes: `zadd` [score, member, ...] ZADD GT, `sadd` [member] SADD, each followed
+# by EXPIRE ttl_s. Returns, per key, its read's reply (0 for writes only).
+STEPS_SCRIPT = """
+local ttl, vwin = tonumber(ARGV[1]), tonumber(ARGV[2])
+local rows = cjson.decode(ARGV[3])
+local function write(cmd, key, flag, list)
+  for j = 1, #list, 500 do
+    local last = math.min(j + 499, #list)
+    if flag then redis.call(cmd, key, flag, unpack(list, j, last))
+    else redis.call(cmd, key, unpack(list, j, last)) end
   end
-  return {}
+  redis.call('EXPIRE', key, ttl)
 end
 local out = {}
-for i, s in ipairs(specs) do
-  local r = {shared = {}, velocity = {}, ring = {}}
-  for _, kind in ipairs(s.check) do
-    local key = ns .. ':id:' .. kind .. ':' .. s.signals[kind]
-    r.shared[kind] = redis.call('ZSCORE', key, s.referrer) or false
-  end
-  r.rejected = {redis.call('EXISTS', ns .. ':fraud:rejected:' .. s.referrer),
-                redis.call('EXISTS', ns .. ':fraud:rejected:' .. s.referee)}
-  if s.ring then r.ring = ring(s.referrer, s.referee) end
-  for _, v in ipairs(s.velocity) do
-    local key = ns .. ':vel:' .. v[1] .. ':' .. v[2]
-    redis.call('ZADD', key, s.at, s.event_id)
-    redis.call('ZREMRANGEBYSCORE', key, '-inf', s.at - 2 * vwin)
-    redis.call('EXPIRE', key, 2 * vwin + 60)
-    r.velocity[v[1]] = redis.call('ZCOUNT', key, s.at - vwin, s.at)
-  end
-  if s.record then
-    for kind, digest in pairs(s.signals) do
-      local key = ns .. ':id:' .. kind .. ':' .. digest
-      redis.call('ZADD', key, 'GT', s.at, s.referee)
-      redis.call('EXPIRE', key, ttl)
+for i, key in ipairs(KEYS) do
+  local row, reply = rows[i], 0
+  if row.score then
+    reply = {}
+    for j, member in ipairs(row.score) do reply[j] = redis.call('ZSCORE', key, member) end
+  elseif row.exists then
+    reply = redis.call('EXISTS', key)
+  elseif row.members then
+    reply = redis.call('SMEMBERS', key)
+  elseif row.velocity then
+    reply = {}
+    for j = 1, #row.velocity, 2 do
+      local at = row.velocity[j]
+      redis.call('ZADD', key, at, row.velocity[j + 1])
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', at - 2 * vwin)
+      redis.call('EXPIRE', key, 2 * vwin + 60)
+      table.insert(reply, redis.call('ZCOUNT', key, at - vwin, at))
     end
-    local edge = ns .. ':ref:by:' .. s.referee
-    redis.call('SADD', edge, s.referrer)
-    redis.call('EXPIRE', edge, ttl)
-    local out_edge = ns .. ':ref:of:' .. s.referrer
-    redis.call('SADD', out_edge, s.referee)
-    redis.call('EXPIRE', out_edge, ttl)
   end
-  out[i] = r
+  if row.zadd then write('ZADD', key, 'GT', row.zadd) end
+  if row.sadd then write('SADD', key, nil, row.sadd) end
+  out[i] = reply
 end
-return cjson.encode(out)
+return out
 """
 
-# ARGV: namespace, ttl_s, then a JSON list of [customer, at, kind, hmac, event_id], one per signal
-# seen, then a JSON list of the kinds that count as late evidence.
-# Returns JSON: [[referrer, referee, kind, hmac, event_id], ...] for each party of a referral edge
-# of the customer (who referred them, whom they referred) who has shown the same signal.
-RECORD_SCRIPT = """
-local ns, ttl = ARGV[1], tonumber(ARGV[2])
-local seen = cjson.decode(ARGV[3])
-local late = {}
-for _, kind in ipairs(cjson.decode(ARGV[4])) do late[kind] = true end
-local found = {}
-for _, row in ipairs(seen) do
-  local key = ns .. ':id:' .. row[3] .. ':' .. row[4]
-  redis.call('ZADD', key, 'GT', row[2], row[1])
-  redis.call('EXPIRE', key, ttl)
-  if late[row[3]] then
-    for _, referrer in ipairs(redis.call('SMEMBERS', ns .. ':ref:by:' .. row[1])) do
-      if redis.call('ZSCORE', key, referrer) then
-        table.insert(found, {referrer, row[1], row[3], row[4], row[5]})
-      end
-    end
-    for _, referee in ipairs(redis.call('SMEMBERS', ns .. ':ref:of:' .. row[1])) do
-      if redis.call('ZSCORE', key, referee) then
-        table.insert(found, {row[1], referee, row[3], row[4], row[5]})
-      end
-    end
-  end
-end
-return cjson.encode(found)
-"""
+
+class Rows:
+    """One round's calls, one row per key (the script's JSON): what to read, then what to write.
+    A member may come twice: SADD keeps one, ZADD GT the highest score, ZSCOREs answer alike."""
+
+    def __init__(self, script: SlotScript, head: Sequence[int]) -> None:
+        self.rows: dict[str, dict[str, Any]] = {}
+        self._script, self._head = script, head
+
+    def read(self, key: str, op: str) -> None:
+        """`exists` or `members` (SMEMBERS)."""
+        self.rows.setdefault(key, {})[op] = 1
+
+    def add(self, key: str, op: str, *items: str | int) -> int:
+        """Items for `score` (a member), `zadd` (score, member), `sadd` (a member) or `velocity`
+        (time, event id); the row's length after."""
+        row = self.rows.get(key)
+        if row is None:
+            self.rows[key] = {op: list(items)}
+            return len(items)
+        found = row.get(op)
+        if found is None:
+            found = row[op] = []
+        found.extend(items)
+        return len(found)
+
+    async def send(self) -> Got:
+        """Run the round: one call per hash slot (none for no rows)."""
+        if not self.rows:
+            return Got({}, {})
+        # Keys as bytes: redis-py packs them at a third of the cost of str (it encodes each
+        # argument in Python, and a round has thousands); SlotScript and redis-py take bytes.
+        keys = [key.encode() for key in self.rows]
+        replies = await self._script.call(keys, self._head, list(self.rows.values()))
+        return Got(self.rows, dict(zip(self.rows, replies, strict=True)))
+
+
+class Got:
+    """A round's replies by key, read where needed: a `score` row's scores, a `members` row's
+    set, else the reply as it came (EXISTS, the velocity counts in order, 0 for writes)."""
+
+    __slots__ = ("_scores", "raw", "rows")
+
+    def __init__(self, rows: dict[str, dict[str, Any]], raw: dict[str, Any]) -> None:
+        self.rows, self.raw = rows, raw
+        self._scores: dict[str, dict[str, bytes | None]] = {}
+
+    def scores(self, key: str) -> dict[str, bytes | None]:
+        """A `score` row's members -> their scores before the round's writes (None: absent)."""
+        scores = self._scores.get(key)
+        if scores is None:
+            members = self.rows[key]["score"]
+            scores = self._scores[key] = dict(zip(members, self.raw[key], strict=True))
+        return scores
+
+    def score(self, key: str, member: str) -> float | None:
+        """The member's score in the key before the round's writes (None: not a member)."""
+        found = self.scores(key)[member]
+        return None if found is None else float(found)
+
+    def members(self, key: str) -> set[str]:
+        """The set before the round's writes."""
+        return {m.decode() if isinstance(m, bytes) else m for m in self.raw[key]}

@@ -62,7 +62,7 @@ class SlotScript:
         self._body = body
 
     async def call(
-        self, keys: Sequence[str], head: Sequence[str | int | float], rows: Sequence[Any]
+        self, keys: Sequence[str | bytes], head: Sequence[str | int | float], rows: Sequence[Any]
     ) -> list[Any]:
         """Run the script over `keys` (and their `rows`), `head` first in ARGV."""
         if not keys:
@@ -86,20 +86,31 @@ class SlotScript:
                 out[i] = value
         return out
 
-    async def _each(self, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
-        """One EVALSHA per call in one cluster pipeline; unknown script: load it, call again."""
-        replies = await pipelined(
-            self._client,
-            lambda pipe: [pipe.evalsha(self._script.sha, len(k), *k, *a) for k, a in calls],
-            raise_errors=False,
-        )
-        if any(isinstance(r, NoScriptError) for r in replies):
+    async def _each(self, calls: list[tuple[list[str | bytes], list[Any]]]) -> list[Any]:
+        """One EVALSHA per call in one cluster pipeline; where the node does not know the script
+        (a replica promoted since it was loaded), load it everywhere and repeat those calls only
+        (the others ran: a script is not repeated on keys it already wrote)."""
+        replies = await self._send(calls, raise_errors=False)
+        unknown = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if unknown:
             await self._client.script_load(self._body)
-            replies = await pipelined(
-                self._client,
-                lambda pipe: [pipe.evalsha(self._script.sha, len(k), *k, *a) for k, a in calls],
-            )
+            again = await self._send([calls[i] for i in unknown], raise_errors=False)
+            for i, reply in zip(unknown, again, strict=True):
+                replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
         return replies
+
+    async def _send(
+        self, calls: list[tuple[list[str | bytes], list[Any]]], *, raise_errors: bool
+    ) -> list[Any]:
+        sha = self._script.sha
+        return await pipelined(
+            self._client,
+            lambda pipe: [pipe.evalsha(sha, len(k), *k, *a) for k, a in calls],
+            raise_errors=raise_errors,
+        )
 
 
 async def pipelined(

@@ -134,7 +134,7 @@ class Stack:
         its port. `up` starts it again, and it rejoins as a replica."""
         assert self.redis_cluster_port is not None
         ports = range(self.redis_cluster_port, self.redis_cluster_port + 6)
-        nodes = [ClusterNode("127.0.0.1", port) for port in ports]
+        nodes = [ClusterNode("127.0.0.1", port) for port in ports]  # type: ignore[no-untyped-call]
         with RedisCluster(startup_nodes=nodes, socket_timeout=2) as client:
             primary = min(int(node.port) for node in client.get_primaries())
         pid = self._pid(f"redis-cluster/{primary}")
