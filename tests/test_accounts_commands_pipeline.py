@@ -71,6 +71,7 @@ def test_forget_erases_the_account_everywhere_and_later_events_start_afresh(
     index.sadd(f"{ns}:ref:by:{customer}", other)  # as the identity index records a sign-up
     index.sadd(f"{ns}:ref:of:{other}", customer)
     index.zadd(f"{ns}:id:email:feedface", {customer: 1, other: 2})
+    index.sadd(f"{ns}:id-of:{customer}", f"{ns}:id:email:feedface")  # its reverse index
 
     command = publish_forget(settings, customer, "dpo-carla", "DSR-1187")
     eventually(lambda: http_get(worker, f"/points/{customer}")[0] == 404)
