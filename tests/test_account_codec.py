@@ -1,4 +1,4 @@
-"""The stored account: format 2 round-trips, format 1 (flat, before the split) still decodes."""
+"""The stored account: format 3 (orders apart) round-trips, formats 2 and 1 still decode."""
 
 from __future__ import annotations
 
@@ -16,8 +16,14 @@ from streams.adapters.account_codec import (
     FlatAccount,
     StateFormatError,
     decode_account,
+    decode_order,
     encode_account,
+    encode_inline,
+    encode_order,
+    is_order,
+    orders_apart,
 )
+from streams.adapters.order_records import with_orders
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -70,10 +76,30 @@ def test_a_short_flat_account_of_an_older_worker_decodes_with_defaults():
     assert account == Account("ann", account.points)
 
 
-def test_the_current_format_round_trips_and_is_what_is_written():
+def test_the_current_format_keeps_the_orders_apart_and_round_trips_with_them():
     account = decode_account(b"\x01" + msgspec.msgpack.encode(flat()))
+    assert account.points.orders == {"o1": ORDER}
     raw = encode_account(account)
-    assert raw[:1] == b"\x02"
+    assert raw[:1] == b"\x03" and orders_apart(raw)
+    bare = decode_account(raw)
+    assert bare.points.orders == {} and bare != account
+    assert with_orders(bare, dict(account.points.orders)) == account
+    assert len(raw) == len(encode_account(bare))  # nothing of the orders is in the record
+
+
+def test_an_order_record_round_trips_and_is_told_from_an_account_by_its_byte():
+    raw = encode_order(ORDER)
+    assert is_order(raw) and decode_order(raw) == ORDER
+    account = Account("ann")
+    assert not any(is_order(f(account)) for f in (encode_account, encode_inline))
+    with pytest.raises(StateFormatError, match="x03"):
+        decode_order(encode_account(account))
+
+
+def test_format_2_still_decodes_with_its_orders_inline():
+    account = decode_account(b"\x01" + msgspec.msgpack.encode(flat()))
+    raw = encode_inline(account)
+    assert raw[:1] == b"\x02" and not orders_apart(raw)
     assert decode_account(raw) == account
 
 

@@ -9,11 +9,13 @@ store is never ahead of the changelog. An aborted transaction is `discard`ed. Af
 assignment `recover` reads the changelog from the offset the local store reached (the whole
 changelog on a fresh disk) up to its last committed record, then the partition is processed.
 
-Values: one format byte, then msgpack of the account (`streams/adapters/account_codec.py`: the
-format written, and the older ones still read). An empty account
-(`is_blank`: no more than `Account(customer_id)` and time's bookkeeping, e.g. after a forget
-command) is staged as a tombstone: a null value that compaction removes, and a delete in
-RocksDB; it loads as a new empty account.
+Records (`account_codec.py`, `order_records.py`): the account under its customer id, without
+its orders, and each order a record of its own under `customer id\\x00o` + order id; a change
+writes the account and only the orders that changed since its previous version (staged, cached,
+or else read from RocksDB), so an event costs the same whatever the customer's history. An
+empty account (`is_blank`: no more than `Account(customer_id)` and time's bookkeeping, e.g.
+after a forget command) is a tombstone, and so is each order gone: a null value that compaction
+removes, and a delete in RocksDB; it loads as a new empty account.
 """
 
 from __future__ import annotations
@@ -33,8 +35,21 @@ from confluent_kafka import TopicPartition as KafkaPartition
 from rocksdict import Options, Rdict, WriteBatch, WriteOptions
 
 from processors.account import Account, is_blank
-from streams.adapters.account_codec import decode_account, encode_account
+from processors.points_state import Order
+from streams.adapters.order_records import (
+    MemoryBatch,
+    MemoryDB,
+    Record,
+    account_value,
+    apart,
+    assemble,
+    order_changes,
+    ordered_items,
+    read_account,
+    read_orders,
+)
 
+__all__ = ["META_CLOCK", "META_OFFSET", "AccountStore", "MemoryBatch", "MemoryDB"]
 log = logging.getLogger(__name__)
 
 META_OFFSET = b"\x00meta:changelog-next-offset"
@@ -62,8 +77,11 @@ class AccountStore:
         self._cache_size = cache_size
         self._dbs: dict[int, Any] = {}  # Rdict, or MemoryDB for throwaway runs
         self._cache: dict[int, dict[str, Account]] = {}
+        """Decoded accounts; of a customer id without NUL, only those whose orders are records."""
         self._clock: dict[int, datetime] = {}
-        self._staged: dict[int, dict[str, tuple[Account, bytes | None]]] = {}
+        self._staged: dict[int, dict[str, Account]] = {}
+        self._writes: dict[int, dict[bytes, bytes | None]] = {}
+        """The staged records (accounts and orders) to write to RocksDB once committed."""
         self._staged_clock: dict[int, datetime] = {}
         self._changelog_next: dict[int, int] = {}
 
@@ -155,13 +173,21 @@ class AccountStore:
             self._dbs[partition].write(batch, _NO_WAL)
             batches[partition] = self._batch()
 
-    def _batch(self) -> Any:
-        return MemoryBatch() if self._in_memory else WriteBatch(raw_mode=True)
+    def _batch(self, ops: Iterable[Record] = ()) -> Any:
+        """A write batch of `ops` (None: delete) for a partition's store."""
+        batch = MemoryBatch() if self._in_memory else WriteBatch(raw_mode=True)
+        for key, value in ops:
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        return batch
 
     def close(self, partitions: Iterable[int]) -> None:
         """Close the partitions' stores (revoked); their files stay for a later assignment."""
         for partition in partitions:
             self._staged.pop(partition, None)
+            self._writes.pop(partition, None)
             self._cache.pop(partition, None)
             self._clock.pop(partition, None)
             db = self._dbs.pop(partition, None)
@@ -172,20 +198,22 @@ class AccountStore:
         """The customer's account in `partition` (as staged in this batch), or a new empty one."""
         staged = self._staged.get(partition)
         if staged is not None and customer_id in staged:
-            return staged[customer_id][0]
+            return staged[customer_id]
         found = self.get(partition, customer_id)
         return found if found is not None else Account(customer_id)
 
     def get(self, partition: int, customer_id: str) -> Account | None:
-        """The customer's stored account in `partition`, if any."""
+        """The customer's stored account in `partition`, if any (one read in format 2 or 1 is
+        not cached: its orders have no records yet, which `_previous` must see)."""
         cache = self._cache[partition]
         account = cache.get(customer_id)
         if account is None:
-            raw = self._dbs[partition].get(customer_id.encode())
-            if raw is None:
+            found = read_account(self._dbs[partition], customer_id.encode())
+            if found is None:
                 return None
-            account = decode_account(raw)
-            self._remember(cache, customer_id, account)
+            account, orders_apart = found
+            if orders_apart or not apart(customer_id):
+                self._remember(cache, customer_id, account)
         return account
 
     def _remember(self, cache: dict[str, Account], customer_id: str, account: Account) -> None:
@@ -205,13 +233,7 @@ class AccountStore:
         db = self._dbs.get(partition)
         if db is None:
             return
-        batch = self._batch()
-        for key, value in ops:
-            if value is None:
-                batch.delete(key)
-            else:
-                batch.put(key, value)
-        db.write(batch, _NO_WAL)
+        db.write(self._batch(ops), _NO_WAL)
 
     def stream_time(self, partition: int) -> datetime | None:
         """The partition's stream clock as last committed (or staged)."""
@@ -223,17 +245,41 @@ class AccountStore:
         accounts: Sequence[tuple[int, Account]],
         clocks: dict[int, datetime],
     ) -> None:
-        """Produce changed accounts to the changelog (inside the open transaction)."""
-        last: dict[int, tuple[bytes, bytes | None]] = {}
+        """Produce changed accounts, and their orders that changed, to the changelog (inside
+        the open transaction)."""
+        last: dict[int, Record] = {}
         for partition, account in accounts:
-            key, value = account.customer_id.encode(), _stored(account)
-            self._staged.setdefault(partition, {})[account.customer_id] = (account, value)
-            if partition in last:
-                produce(self.changelog_topic, *last[partition], partition)
-            last[partition] = (key, value)
+            for record in self._records(partition, account):
+                if partition in last:
+                    produce(self.changelog_topic, *last[partition], partition)
+                last[partition] = record
         for partition, (key, value) in last.items():  # the last one reports its offset
             produce(self.changelog_topic, key, value, partition, self._delivered)
         self._staged_clock.update(clocks)
+
+    def _records(self, partition: int, account: Account) -> list[Record]:
+        """Stage an account: its record, then those of its orders that changed since its
+        previous version (none for a customer id keeping its orders inline)."""
+        customer_id, key = account.customer_id, account.customer_id.encode()
+        orders = []
+        if apart(customer_id):
+            orders = order_changes(key, account.points.orders, self._previous(partition, account))
+        records = [(key, account_value(account)), *orders]
+        self._staged.setdefault(partition, {})[customer_id] = account
+        self._writes.setdefault(partition, {}).update(records)
+        return records
+
+    def _previous(self, partition: int, account: Account) -> dict[str, Order]:
+        """The orders stored (or staged) as records for the account before this change: of
+        the version staged in this transaction, else of the cached one, else read from RocksDB
+        (the slow path: not cached, or read in format 2 or 1 and so without order records)."""
+        customer_id = account.customer_id
+        before = self._staged.get(partition, {}).get(customer_id)
+        if before is None:
+            before = self._cache[partition].get(customer_id)
+        if before is None:
+            return read_orders(self._dbs[partition], customer_id.encode())
+        return before.points.orders
 
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:
         if err is None:
@@ -242,18 +288,13 @@ class AccountStore:
     def committed(self) -> None:
         """The transaction committed: write what was staged to RocksDB and the cache."""
         for partition, accounts in self._staged.items():
-            db, cache, batch = (
-                self._dbs[partition],
-                self._cache[partition],
-                self._batch(),
-            )
-            for customer_id, (account, value) in accounts.items():
-                if value is None:
-                    batch.delete(customer_id.encode())
+            db, cache = self._dbs[partition], self._cache[partition]
+            batch = self._batch(self._writes[partition].items())
+            for customer_id, account in accounts.items():
+                if is_blank(account):
                     cache.pop(customer_id, None)
-                    continue
-                batch.put(customer_id.encode(), value)
-                self._remember(cache, customer_id, account)
+                else:
+                    self._remember(cache, customer_id, account)
             if partition in self._changelog_next:
                 batch.put(META_OFFSET, struct.pack(">q", self._changelog_next.pop(partition)))
             db.write(batch, _NO_WAL)
@@ -262,30 +303,27 @@ class AccountStore:
                 self._clock[partition] = clock
                 self._dbs[partition].put(META_CLOCK, struct.pack(">q", _to_ms(clock)), _NO_WAL)
         self._staged.clear()
+        self._writes.clear()
         self._staged_clock.clear()
 
     def discarded(self) -> None:
         """The transaction was aborted: forget what was staged."""
         self._staged.clear()
+        self._writes.clear()
         self._staged_clock.clear()
         self._changelog_next.clear()
 
     def scan(self, partitions: Iterable[int]) -> Iterator[tuple[int, Account]]:
-        """Every account stored for `partitions` (after recovery: rebuild the indexes)."""
+        """Every account stored for `partitions`, once, with its orders (after recovery:
+        rebuild the indexes)."""
         for partition in partitions:
-            for key, raw in self._dbs[partition].items():
-                if isinstance(key, bytes) and isinstance(raw, bytes) and key[:1] != b"\x00":
-                    yield partition, decode_account(raw)
+            for account in assemble(ordered_items(self._dbs[partition])):
+                yield partition, account
 
     def wipe(self, partition: int) -> None:
         """Delete a partition's local files (it is rebuilt from the changelog when next opened)."""
         self.close([partition])
         shutil.rmtree(self._directory / f"p{partition}", ignore_errors=True)
-
-
-def _stored(account: Account) -> bytes | None:
-    """The changelog value of an account: None (a tombstone) for an empty one."""
-    return None if is_blank(account) else encode_account(account)
 
 
 def _options() -> Options:
@@ -300,40 +338,6 @@ def _options() -> Options:
 
 
 MEMTABLE_BYTES = 8 << 20
-
-
-class MemoryBatch:
-    """A write batch of the in-memory store (`REWARDS_STORE=memory://`, throwaway runs)."""
-
-    def __init__(self) -> None:
-        self.ops: list[tuple[bytes, bytes | None]] = []
-
-    def put(self, key: bytes, value: bytes) -> None:
-        """Set `key` when the batch is written."""
-        self.ops.append((key, value))
-
-    def delete(self, key: bytes) -> None:
-        """Remove `key` when the batch is written."""
-        self.ops.append((key, None))
-
-
-class MemoryDB(dict[bytes, bytes]):
-    """The in-memory store of one partition: rebuilt from the changelog whenever it is opened."""
-
-    def put(self, key: bytes, value: bytes, _options: object = None) -> None:
-        """Set one key."""
-        self[key] = value
-
-    def write(self, batch: MemoryBatch, _options: object = None) -> None:
-        """Apply a batch."""
-        for key, value in batch.ops:
-            if value is None:
-                self.pop(key, None)
-            else:
-                self[key] = value
-
-    def close(self) -> None:
-        """Nothing to release."""
 
 
 def _to_ms(at: datetime) -> int:
