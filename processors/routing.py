@@ -24,12 +24,20 @@ def expected_key(topic: str, event: object) -> str:
     return value
 
 
+CUSTOMER_FIELDS = ("customer_id", "referrer_id", "referee_id")
+"""Ids that name an account (a stored key: `<customer>` and `<customer>\x00o<order id>`)."""
+
+
 def key_mismatch(topic: str, event: object, key: bytes | None) -> str | None:
     """Why the record key disagrees with the event's partition key, or None if it agrees.
 
     Per-customer state lives on the partition of the customer's key: a missing key or one that names
     another id would update that state on the wrong partition, so both are rejected.
     """
+    for field in CUSTOMER_FIELDS:
+        value = getattr(event, field, None)
+        if isinstance(value, str) and "\x00" in value:
+            return f"{field} contains NUL, which no customer id may (it would name stored records)"
     want = expected_key(topic, event)
     if key is None:
         return f"record has no key; expected {KEY_FIELDS[topic]} {want!r}"

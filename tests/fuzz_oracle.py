@@ -97,7 +97,10 @@ class Oracle:
         doc = self.parse(record.topic, record.value)
         if doc is None:
             return Verdict("rejected", "invalid")
-        if record.key != doc[KEY_FIELDS[record.topic]].encode():
+        named = (doc.get(field) for field in ("customer_id", "referrer_id", "referee_id"))
+        if record.key != doc[KEY_FIELDS[record.topic]].encode() or any(
+            isinstance(name, str) and "\x00" in name for name in named
+        ):
             return Verdict("rejected", "key_mismatch", doc)
         earns = record.topic == "purchases" and doc["type"] == "purchase"
         if earns and doc["currency"] not in self.rates:

@@ -67,6 +67,14 @@ def test_wrong_or_missing_key_is_reported(topic: str, key: bytes | None, fragmen
     assert fragment in reason
 
 
+@pytest.mark.parametrize("field", ["customer_id", "referrer_id", "referee_id"])
+def test_an_id_with_nul_is_refused_even_with_a_matching_key(field: str) -> None:
+    """`a\x00ob` would name order `b` of customer `a` in the store."""
+    event = Fake(**{field: "c-1\x00oorder-7"})
+    reason = key_mismatch("purchases", event, expected_key("purchases", event).encode())
+    assert reason is not None and field in reason and "NUL" in reason
+
+
 def test_every_input_topic_has_a_key_field() -> None:
     assert set(KEY_FIELDS) == set(INPUT_TOPICS + CONTROL_TOPICS)
     assert (KEY_FIELDS["fraud-decisions"], KEY_FIELDS["referral-commands"]) == (
