@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from confluent_kafka import KafkaException, Message
+from confluent_kafka import KafkaError, KafkaException, Message
 
 from streams.transaction import Transaction
 
@@ -225,7 +225,7 @@ class Pipeline:
         try:
             await work()
         except KafkaException as exc:
-            if not exc.args[0].txn_requires_abort():
+            if not _must_abort(exc.args[0]):
                 raise
             log.warning("%s: transaction needs an abort (%s)", self.name, exc.args[0])
             await self.transaction.abort()
@@ -240,6 +240,15 @@ class Pipeline:
         """Abort the open transaction at once (the partitions are being revoked: their next
         owner processes these records again). Called inside the client's rebalance callback."""
         self.transaction.abort_now()
+
+
+def _must_abort(error: KafkaError) -> bool:
+    """The client says the transaction must be aborted; or produce() refused with `_STATE`,
+    which is how it says so after an abortable error such as OUT_OF_ORDER_SEQUENCE_NUMBER
+    ("requires epoch bump": the abort bumps the epoch). A fatal error is never aborted here."""
+    if error.fatal():
+        return False
+    return bool(error.txn_requires_abort() or error.code() == KafkaError._STATE)
 
 
 async def run_until_fatal(pipeline: Pipeline, on_fatal: Callable[[BaseException], None]) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import KafkaError
 
 from tests.events import complaint, purchase, referral, survey
 from tests.worker.fakes.world import World, in_process, world
@@ -61,15 +62,25 @@ async def test_a_batch_commits_outputs_offsets_and_state_together(tmp_path: Path
     )
 
 
+MUST_ABORT = {
+    "fenced": KafkaError(KafkaError._FENCED, "fake", txn_requires_abort=True),
+    # what produce() raised in the chaos soak after OUT_OF_ORDER_SEQUENCE_NUMBER ("requires epoch
+    # bump"): the transaction is in an abortable state, and the error does not say so
+    "out-of-sequence": KafkaError(KafkaError._STATE, "Unable to produce message: Erroneous state"),
+}
+
+
 @pytest.mark.parametrize("batch_max", [1, 3, 7, 1000])
+@pytest.mark.parametrize("error", list(MUST_ABORT))
 @in_process
 async def test_an_abort_mid_batch_replays_to_identical_outputs(
-    tmp_path: Path, batch_max: int
+    tmp_path: Path, batch_max: int, error: str
 ) -> None:
     control = await fed(tmp_path, "control")
     await control.run()
     w = await fed(tmp_path, "aborted", batch_max=batch_max, commit_interval_s=3600.0)
     w.producer.fail_emit_at = 9  # the broker tells the client the transaction must be aborted
+    w.producer.fail_emit_with = MUST_ABORT[error]
     for _ in range(4):
         await w.hot.pipeline.step()
     assert w.producer.aborts == 1

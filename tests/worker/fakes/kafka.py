@@ -64,6 +64,9 @@ class Producer:
         self.fail_emit_at: int | None = None
         """The emit (counted over the run) at which the client says the transaction must be
         aborted (e.g. the producer was fenced mid-transaction)."""
+        self.fail_emit_with = KafkaError(KafkaError._FENCED, "fake", txn_requires_abort=True)
+        """What that emit raises (librdkafka's produce() after an out-of-sequence error raises a
+        `_STATE` error that does not say it requires an abort)."""
 
     def topic(self, base_topic: str) -> str:
         return f"{self._prefix}{base_topic}"
@@ -86,7 +89,7 @@ class Producer:
         assert self.open, "produced outside a transaction"
         self.emitted += 1
         if self.emitted == self.fail_emit_at:
-            raise KafkaException(KafkaError(KafkaError._FENCED, "fake", txn_requires_abort=True))
+            raise KafkaException(self.fail_emit_with)
         self.produced[topic] += 1
         self._pending.append((topic, key, value, partition, on_delivery))
 
