@@ -193,9 +193,12 @@ start_redis_cluster() { # 3 primaries with a replica each, on loopback, from the
   die "redis cluster not ready (see $dir/*/redis.log)"
 }
 
-redis_url() { # the URL a worker is given; redis+cluster:// selects cluster mode
+redis_url() { # the URL a worker is given; redis+cluster:// selects cluster mode (every node named:
+  # a client that starts while one is down asks the next)
   if [[ "$(cat "$STACK_DIR/redis-mode" 2>/dev/null)" == cluster ]]; then
-    echo "redis+cluster://127.0.0.1:$CLUSTER_PORT/0"
+    local i nodes=""
+    for ((i = 0; i < CLUSTER_NODES; i++)); do nodes+="${nodes:+,}127.0.0.1:$((CLUSTER_PORT + i))"; done
+    echo "redis+cluster://$nodes/0"
   else
     echo "redis://127.0.0.1:$REDIS_PORT/0"
   fi

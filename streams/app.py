@@ -25,6 +25,7 @@ from streams.account_settler import Clock, wall_clock
 from streams.adapters.compensation_metrics import CompensationMetrics
 from streams.adapters.metrics import PipelineMetrics, serve_metrics
 from streams.adapters.redis_client import RedisClient, connect
+from streams.adapters.redis_retry import AWAY
 from streams.adapters.window_end import SharedWindowEnd
 from streams.advocacy import AdvocacyWindows
 from streams.compensation_app import build_fulfilment, register_budget_timer
@@ -146,7 +147,7 @@ def register_window_end_timer(
         """Offer this worker's newest fact time; end the windows at the newest of all."""
         try:
             windows.shared_end = await shared.agree(windows.newest_fact())
-        except (RedisError, OSError) as exc:  # the next round tries again; metrics stay served
+        except (*AWAY, RedisError) as exc:  # the next round tries again; metrics stay served
             log.warning("advocacy window end not agreed (%s)", exc)
 
 

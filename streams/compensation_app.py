@@ -22,7 +22,7 @@ from streams.adapters.metrics import PipelineMetrics, source_metrics
 from streams.adapters.metrics import loop_metrics as fulfilment_metrics
 from streams.adapters.outbox import Outbox
 from streams.adapters.redis_client import RedisClient
-from streams.adapters.redis_retry import RedisRetry
+from streams.adapters.redis_retry import AWAY, RedisRetry
 from streams.agents import Agents
 from streams.compensation import CompensationDesk
 from streams.fulfilment import GiftCardFulfilment, OrderRecords
@@ -64,7 +64,7 @@ def register_budget_timer(
     @app.timer(settings.lag_interval_s, name="export-compensation-budget")  # type: ignore[untyped-decorator]  # faust is untyped
     async def export_compensation_budget() -> None:
         """Read today's and this month's reservations from Redis."""
-        with contextlib.suppress(RedisError, OSError):  # a gauge may wait for the next tick
+        with contextlib.suppress(*AWAY, RedisError):  # a gauge may wait for the next tick
             await desk.refresh_budget(clock())
 
 

@@ -304,9 +304,14 @@ class RedisClusterStack:
     directory: Path
     first_port: int
 
+    def ports(self) -> range:
+        """Every node's port."""
+        return range(self.first_port, self.first_port + 6)
+
     @property
     def url(self) -> str:
-        return f"redis+cluster://127.0.0.1:{self.first_port}/0"
+        ports = self.ports()
+        return f"redis+cluster://{','.join(f'127.0.0.1:{p}' for p in ports)}/0"
 
     def client(self) -> redis.RedisCluster:
         """A client that knows every node (whichever was killed, another answers)."""

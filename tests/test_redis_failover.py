@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from streams.adapters.points_mirror import mirror_namespace
+from streams.adapters.redis_client import connect_sync
 from tests.events import new_id
 from tests.support import eventually
 from tests.test_compensation_pipeline import complain, decisions_of, fresh, gift_cards
@@ -66,6 +67,10 @@ def test_a_killed_primary_is_survived(settings, start_worker, private_redis_clus
         eventually(mirrored)
     finally:
         client.close()
+    # a client (a worker restarting) whose URL names the dead node first asks the next one
+    others = ",".join(f"127.0.0.1:{p}" for p in cluster.ports() if p != budget_primary)
+    with connect_sync(f"redis+cluster://127.0.0.1:{budget_primary},{others}/0") as late:
+        assert late.get(f"{{{settings.app_id}:comp}}:budget:none") is None
     for c in customers[:3]:
         assert http_balance(worker, c)[1]["pending"] == 10
     assert worker.proc is not None and worker.proc.poll() is None

@@ -12,11 +12,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import redis
+import redis.cluster
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
 from redis.asyncio.cluster import ClusterPipeline
 from redis.exceptions import NoScriptError
 
@@ -33,8 +36,12 @@ def plain_url(url: str) -> str:
 def connect(url: str, *, cluster: bool, timeout_s: float = 5.0) -> RedisClient:
     """An asyncio client of the Redis (or Redis Cluster) at `url`."""
     if cluster or "+cluster://" in url:
+        first, others = startup_nodes(url)
         return RedisCluster.from_url(
-            plain_url(url), socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+            first,
+            startup_nodes=[AsyncClusterNode(host, port) for host, port in others],
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
         )
     return Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
 
@@ -42,8 +49,24 @@ def connect(url: str, *, cluster: bool, timeout_s: float = 5.0) -> RedisClient:
 def connect_sync(url: str, *, cluster: bool = False, **options: Any) -> SyncClient:
     """A blocking client (tools and tests) of the Redis (or Redis Cluster) at `url`."""
     if cluster or "+cluster://" in url:
-        return redis.RedisCluster.from_url(plain_url(url), **options)
+        first, others = startup_nodes(url)
+        nodes = [redis.cluster.ClusterNode(h, p) for h, p in others]  # type: ignore[no-untyped-call]
+        return redis.RedisCluster.from_url(first, startup_nodes=nodes, **options)
     return redis.Redis.from_url(url, **options)
+
+
+def startup_nodes(url: str) -> tuple[str, list[tuple[str, int]]]:
+    """A cluster URL may name several nodes, `redis+cluster://h1:p1,h2:p2/0` (a client that
+    starts while one is down asks another): the URL of the first, and the others."""
+    parts = urlsplit(plain_url(url))
+    credentials, _, hosts = parts.netloc.rpartition("@")
+    first, *others = hosts.split(",")
+    netloc = f"{credentials}@{first}" if credentials else first
+    nodes = []
+    for other in others:
+        host, _, port = other.rpartition(":")
+        nodes.append((host or other, int(port) if port else 6379))
+    return urlunsplit(parts._replace(netloc=netloc)), nodes
 
 
 def is_cluster(client: RedisClient | SyncClient) -> bool:

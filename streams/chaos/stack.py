@@ -96,7 +96,8 @@ class Stack:
     def redis_url(self) -> str:
         """The stack's Redis (or Redis Cluster)."""
         if self.redis_cluster_port:
-            return f"redis+cluster://127.0.0.1:{self.redis_cluster_port}/0"
+            ports = range(self.redis_cluster_port, self.redis_cluster_port + 6)
+            return f"redis+cluster://{','.join(f'127.0.0.1:{p}' for p in ports)}/0"
         return f"redis://127.0.0.1:{self.redis_port}/0"
 
     def run(self, *args: str) -> str:
