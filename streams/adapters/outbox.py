@@ -11,6 +11,12 @@ The transactional id is stable per worker instance (derived from its state direc
 restarted worker aborts whatever its previous incarnation left open at once instead of blocking
 readers until `transaction.timeout.ms`.
 
+A fatal error of the producer (INVALID_TXN_STATE after a broker outage, a fencing) is recovered
+in-process: the producer is replaced by a new one with the same transactional id, whose
+`init_transactions` aborts what the old one left open, and the batch is processed again. At most
+RENEWALS a RENEWAL_WINDOW_S: a producer fenced again at once (two live workers with one id) is one
+that truly cannot go on, and the error is raised.
+
 Faust's own exactly-once mode is not used (faust-streaming #517); this is the client's API.
 """
 
@@ -49,6 +55,10 @@ class Emitter(Protocol):
         """Produce raw bytes on a full topic name, to `partition` (-1: the key's partition)."""
 
 
+RENEWALS = 3
+RENEWAL_WINDOW_S = 300.0
+
+
 class TransactionAborted(Exception):
     """The transaction had to be aborted (e.g. the group rebalanced): process the batch again."""
 
@@ -56,10 +66,18 @@ class TransactionAborted(Exception):
 class Outbox:
     """A transactional producer: `begin`, `emit` records, then `commit` with the offsets."""
 
-    def __init__(self, config: dict[str, Any], topic_prefix: str) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        topic_prefix: str,
+        producer: Callable[[dict[str, Any]], Any] = Producer,
+    ) -> None:
         self._config = config
         self._prefix = topic_prefix
-        self._producer = Producer(config)
+        self._new_producer = producer
+        self._producer = producer(config)
+        self._renewed_at: list[float] = []
+        self._start_timeout_s = 60.0
         self.open = False
         """Whether a transaction is open."""
         self.produced: Counter[str] = Counter()
@@ -69,6 +87,7 @@ class Outbox:
     def start(self, timeout_s: float) -> None:
         """Register the transactional id with its coordinator (aborting what an earlier
         incarnation left open), retrying until the cluster answers or `timeout_s` passes."""
+        self._start_timeout_s = timeout_s
         deadline = time.monotonic() + timeout_s
         while True:
             try:
@@ -124,6 +143,11 @@ class Outbox:
                 return
             except BufferError:
                 poll(0.01)
+            except KafkaException as exc:
+                if not self._renewed(exc.args[0]):
+                    raise
+                # the new producer has no transaction: the batch must be processed again
+                raise KafkaException(KafkaError(KafkaError._STATE, "producer renewed")) from exc
 
     async def commit(self, offsets: list[KafkaPartition], group_metadata: Any) -> None:
         """Commit the transaction with the input offsets; raises TransactionAborted if the
@@ -135,7 +159,9 @@ class Outbox:
         except KafkaException as exc:
             error: KafkaError = exc.args[0]
             if error.fatal():
-                raise
+                if not await asyncio.to_thread(self._renewed, error):
+                    raise
+                raise TransactionAborted(str(error)) from exc
             log.warning("transaction aborted (%s): the batch is processed again", error)
             await self.abort()
             raise TransactionAborted(str(error)) from exc
@@ -152,13 +178,35 @@ class Outbox:
 
     async def abort(self) -> None:
         """Abort the open transaction (nothing of it becomes visible)."""
-        self.open = False
         await asyncio.to_thread(self.abort_now)
 
     def abort_now(self) -> None:
-        """Abort the open transaction, blocking (inside a rebalance callback)."""
+        """Abort the open transaction, blocking (inside a rebalance callback); none open (a
+        renewed producer): nothing to do."""
+        if not self.open:
+            return
         self.open = False
-        _retrying(lambda: self._producer.abort_transaction(60))
+        try:
+            _retrying(lambda: self._producer.abort_transaction(60))
+        except KafkaException as exc:
+            if not self._renewed(exc.args[0]):
+                raise
+
+    def _renewed(self, error: KafkaError) -> bool:
+        """After a fatal error, replace the producer (blocking: `init_transactions` aborts what
+        the old one left open); False if the error is not fatal or renewals come too often."""
+        now = time.monotonic()
+        self._renewed_at = [t for t in self._renewed_at if now - t < RENEWAL_WINDOW_S]
+        if not error.fatal() or len(self._renewed_at) >= RENEWALS:
+            return False
+        self._renewed_at.append(now)
+        log.warning(
+            "producer failed fatally (%s): replacing it, the batch is processed again", error
+        )
+        self.open = False
+        self._producer = self._new_producer(self._config)
+        self.start(self._start_timeout_s)
+        return True
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Abort anything open and let go of the producer."""
