@@ -18,8 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from redis.cluster import ClusterNode, RedisCluster
+from redis.cluster import RedisCluster
 
+from streams.adapters.redis_client import connect_sync
 from streams.bench.checkout import MARKER, checkout
 from streams.bench.worker_process import WorkerProcess, free_port
 from streams.settings import Settings, settings_env
@@ -133,11 +134,9 @@ class Stack:
     def kill_redis_primary(self) -> int:
         """SIGKILL the Redis Cluster primary with the lowest port (its replica must take over);
         its port. `up` starts it again, and it rejoins as a replica."""
-        assert self.redis_cluster_port is not None
-        ports = range(self.redis_cluster_port, self.redis_cluster_port + 6)
-        nodes = [ClusterNode("127.0.0.1", port) for port in ports]  # type: ignore[no-untyped-call]
-        with RedisCluster(startup_nodes=nodes, socket_timeout=2) as client:
-            primary = min(int(node.port) for node in client.get_primaries())
+        with connect_sync(self.redis_url, socket_timeout=2) as client:
+            assert isinstance(client, RedisCluster)
+            primary = min(int(node.port) for node in client.get_primaries())  # type: ignore[no-untyped-call]
         pid = self._pid(f"redis-cluster/{primary}")
         if pid is None:
             raise RuntimeError(f"no pid file for redis node {primary} in {self.directory}")
