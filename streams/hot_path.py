@@ -105,6 +105,7 @@ def _store(settings: Settings) -> AccountStore:
         recovery_config=recovery_config(settings),
         cache_size=settings.state_cache_accounts,
         in_memory=settings.store.startswith("memory"),
+        wait_s=settings.startup_timeout_s,
     )
 
 

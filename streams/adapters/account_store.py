@@ -27,6 +27,7 @@ import struct
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from rocksdict import Options, Rdict, WriteBatch, WriteOptions
 
 from processors.account import Account, is_blank
 from processors.points_state import Order
+from streams.adapters.kafka_retry import retried
 from streams.adapters.order_records import (
     MemoryBatch,
     MemoryDB,
@@ -69,8 +71,10 @@ class AccountStore:
         recovery_config: dict[str, Any],
         cache_size: int,
         in_memory: bool = False,
+        wait_s: float = 120.0,
     ) -> None:
         self._directory = directory
+        self._wait_s = wait_s
         self._in_memory = in_memory
         self.changelog_topic = changelog_topic
         self._recovery_config = recovery_config
@@ -97,7 +101,7 @@ class AccountStore:
         if not wanted:
             return 0
         starts = self.open(wanted)
-        _, ends = self._bounds(wanted)
+        _, ends = await asyncio.to_thread(self._bounds, wanted)
         for partition in [p for p in wanted if starts[p] > ends[p]]:
             log.warning("local state of partition %d is ahead of %s: rebuilding it",
                         partition, self.changelog_topic)  # fmt: skip
@@ -111,11 +115,18 @@ class AccountStore:
             consumer.close()
 
     def _bounds(self, partitions: Sequence[int]) -> tuple[dict[int, int], dict[int, int]]:
-        """Low and high watermarks of the changelog's partitions."""
+        """Low and high watermarks of the changelog's partitions (waiting out a leader that is
+        away or a topic not yet known to every broker, for up to `wait_s`)."""
         consumer = Consumer(self._recovery_config)
         try:
             marks = {
-                p: consumer.get_watermark_offsets(KafkaPartition(self.changelog_topic, p), 30)
+                p: retried(
+                    partial(
+                        consumer.get_watermark_offsets, KafkaPartition(self.changelog_topic, p), 30
+                    ),
+                    f"watermarks of {self.changelog_topic}[{p}]",
+                    self._wait_s,
+                )
                 for p in partitions
             }
         finally:

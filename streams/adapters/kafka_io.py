@@ -13,6 +13,7 @@ from typing import Any
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # not re-exported by admin
 
+from streams.adapters.kafka_retry import retried
 from streams.settings import CONTROL_TOPICS, INPUT_TOPICS, OUTPUT_TOPICS, Settings
 
 log = logging.getLogger(__name__)
@@ -126,7 +127,9 @@ def partition_count(settings: Settings, names: Iterable[str], timeout_s: float =
     topics = [settings.topic(n) for n in names] + [settings.changelog_topic()]
     deadline = time.monotonic() + timeout_s
     while True:
-        found = admin.list_topics(timeout=30).topics
+        found = retried(
+            functools.partial(admin.list_topics, timeout=30), "listing topics", timeout_s
+        ).topics
         counts = {t: len(found[t].partitions) for t in topics if t in found and not found[t].error}
         if len(counts) == len(topics) or time.monotonic() > deadline:
             break

@@ -103,9 +103,14 @@ class Outbox:
         return f"{self._prefix}{base_topic}"
 
     def warm_up(self, topics: Sequence[str]) -> None:
-        """Fetch the topics' metadata now, not on a batch's first record."""
+        """Fetch the topics' metadata now, not on a batch's first record (if the cluster does
+        not answer in time, the first batch waits for it instead)."""
         for topic in set(topics) - self._warm:
-            self._producer.list_topics(topic, timeout=10)
+            try:
+                self._producer.list_topics(topic, timeout=10)
+            except KafkaException as exc:
+                log.warning("no metadata for %s yet (%s); the first batch will wait", topic, exc)
+                continue
             self._warm.add(topic)
 
     def begin(self) -> None:

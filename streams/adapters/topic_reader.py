@@ -20,18 +20,8 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from streams.adapters.kafka_retry import TRANSIENT
 from streams.settings import Settings
-
-_TRANSIENT = frozenset(
-    {
-        KafkaError.LEADER_NOT_AVAILABLE,
-        KafkaError.NOT_LEADER_FOR_PARTITION,
-        KafkaError.REQUEST_TIMED_OUT,
-        KafkaError._TIMED_OUT,
-        KafkaError._TRANSPORT,
-    }
-)
-"""Answers that a moment later differ: no leader yet (a new topic, a broker away), a timeout."""
 
 
 class IncompleteRead(TimeoutError):
@@ -82,7 +72,7 @@ def _watermarks(consumer: Consumer, topic: str, timeout_s: float) -> dict[int, t
                 for p in sorted(found.partitions)
             }
         except KafkaException as exc:
-            if exc.args[0].code() not in _TRANSIENT or time.monotonic() > deadline:
+            if exc.args[0].code() not in TRANSIENT or time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
 

@@ -49,12 +49,21 @@ class WorkerProcess(MetricsEndpoint):
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(
-                    f"worker exited with {self.proc.returncode}; see {self.log_path}"
+                    f"worker exited with {self.proc.returncode}; see {self.log_path}; it ends:\n"
+                    + self.log_tail()
                 )
             if self.ready():
                 return self
             time.sleep(0.25)
-        raise TimeoutError(f"worker not ready after {ready_timeout_s}s; see {self.log_path}")
+        raise TimeoutError(
+            f"worker not ready after {ready_timeout_s}s; see {self.log_path}; it ends:\n"
+            + self.log_tail()
+        )
+
+    def log_tail(self, lines: int = 25) -> str:
+        """The last lines of the worker's log, librdkafka's own lines left out."""
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join([line for line in text if not line.startswith("%")][-lines:])
 
     def ready(self) -> bool:
         """True once the worker serves metrics and has recovered its tables after an assignment."""
