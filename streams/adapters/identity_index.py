@@ -35,7 +35,8 @@ from streams.adapters.identity_erasure import (
     legacy_scan_due,
     reverse_since,
 )
-from streams.adapters.identity_steps import Found, IdentitySteps, Row, Spec, SpecFacts
+from streams.adapters.identity_record import Found, Row, SignalRecorder
+from streams.adapters.identity_steps import IdentitySteps, Spec, SpecFacts
 from streams.adapters.redis_client import RedisClient, pipelined
 from streams.adapters.redis_retry import RedisRetry
 
@@ -95,6 +96,7 @@ class IdentityIndex:
         """Pairs marked recorded by the open transaction (forgotten if it aborts)."""
         velocity_s = int(policy.velocity_window.total_seconds())
         self._steps = IdentitySteps(redis, namespace, self._ttl_s, velocity_s, policy.ring_depth)
+        self._recorder = SignalRecorder(redis, namespace, self._ttl_s)
         self._started = False
         self._since: float | None = None
         """When the reverse index started (None on a cluster: no version before ran there)."""
@@ -270,7 +272,7 @@ class IdentityIndex:
 
     async def _record(self, rows: list[Row]) -> list[Found]:
         await self._start()
-        return await self._steps.record(rows)
+        return await self._recorder.record(rows)
 
     async def _start(self) -> None:
         """Once: the reverse index's start marker (single Redis; `identity_erasure`)."""

@@ -56,6 +56,35 @@ return out
 """
 
 
+# The purchases' signals, one row per KEY (a key may come more than once; a key's rows run in
+# order). ARGV: ttl_s, then a JSON list of rows: [1, score, member, partner, ...]: the
+# partners' ZSCOREs, then ZADD GT score member and EXPIRE; [2, member, ...]: SADD and EXPIRE;
+# [3]: SMEMBERS. Returns, per key, the partners' scores (nil: absent), 0, or the members.
+RECORD_SCRIPT = """
+local ttl = tonumber(ARGV[1])
+local rows = cjson.decode(ARGV[2])
+local out = {}
+for i, key in ipairs(KEYS) do
+  local row = rows[i]
+  local op = row[1]
+  if op == 1 then
+    local reply = {}
+    for j = 4, #row do reply[j - 3] = redis.call('ZSCORE', key, row[j]) end
+    redis.call('ZADD', key, 'GT', row[2], row[3])
+    redis.call('EXPIRE', key, ttl)
+    out[i] = reply
+  elseif op == 2 then
+    for j = 2, #row, 500 do redis.call('SADD', key, unpack(row, j, math.min(j + 499, #row))) end
+    redis.call('EXPIRE', key, ttl)
+    out[i] = 0
+  else
+    out[i] = redis.call('SMEMBERS', key)
+  end
+end
+return out
+"""
+
+
 class Rows:
     """One round's calls, one row per key (the script's JSON): what to read, then what to write.
     A member may come twice: SADD keeps one, ZADD GT the highest score, ZSCOREs answer alike."""

@@ -4,9 +4,8 @@ Every call names its keys, all of one hash slot (`identity_lua`), so the steps r
 and on a Redis Cluster alike. A batch of sign-ups is one round (each key read, then written, in
 its call: the reads see the index as it was before the batch) and a round per further level of
 the ring walk for the `ref:by` sets not read yet (`ring_depth` - 2 at most); conversions are one
-round; purchases two (the customers' edges, then each signal set's reads and writes). The version
-before ran a batch as one script taking the specs in turn, each seeing what the ones before it
-wrote: the steps lay over the state before the batch what its earlier specs write (signal members
+round (purchases: `identity_record`). The version before ran a batch as one script taking the
+specs in turn, each seeing what the ones before it wrote: the steps lay over the state before the batch what its earlier specs write (signal members
 with GT scores, edges; a velocity set's entries go in order in its key's call). Set members are
 taken sorted (SMEMBERS has no order), so a ring's path is the same on every run. Writes are
 idempotent (same members, GT scores): a redelivered batch leaves the index as it was.
@@ -21,12 +20,6 @@ from typing import NamedTuple
 from streams.adapters.identity_lua import STEPS_SCRIPT, Got, Rows
 from streams.adapters.redis_client import RedisClient, SlotScript
 
-LATE_KINDS = frozenset(("email", "device", "payment", "address"))
-"""Signals that count as evidence whenever they show up (IP and agent count only close in time)."""
-Row = tuple[str, int, str, str, str]
-"""(customer, time, kind, keyed hash, event id): one signal a purchase showed."""
-Found = tuple[str, str, str, str, str]
-"""(referrer, referee, kind, keyed hash, event id): late evidence."""
 Written = dict[str, dict[str, int]]
 """The batch's earlier signal writes: key -> member -> score."""
 
@@ -134,62 +127,6 @@ class IdentitySteps:
 
     def _rows(self) -> Rows:
         return Rows(self._script, self._head)
-
-    async def record(self, rows: Sequence[Row]) -> list[Found]:
-        """Record the signals purchases showed (with the reverse index) and find the late
-        evidence: a referral partner of the customer already in the same signal set, the batch's
-        earlier rows (and this one) included."""
-        partners: dict[str, tuple[list[str], list[str]]] = {}
-        late = {row[0] for row in rows if row[2] in LATE_KINDS}
-        if late:
-            reads = self._rows()
-            for customer in late:
-                reads.read(self._by + customer, "members")
-                reads.read(self._of + customer, "members")
-            edges = await reads.send()
-            for customer in late:
-                by, of = edges.members(self._by + customer), edges.members(self._of + customer)
-                if by or of:
-                    partners[customer] = (sorted(by), sorted(of))
-        step, keys = self._rows(), []
-        signal_sets: dict[str, list[str]] = {}
-        for customer, at, kind, digest, _ in rows:
-            key = f"{self._ns}:id:{kind}:{digest}"
-            keys.append(key)
-            if kind in LATE_KINDS and customer in partners:
-                ups, downs = partners[customer]
-                step.add(key, "score", *ups, *downs)
-            step.add(key, "zadd", at, customer)
-            signal_sets.setdefault(customer, []).append(key)
-        for customer, added in signal_sets.items():
-            step.add(f"{self._ns}:id-of:{customer}", "sadd", *added)
-        return self._late(rows, keys, partners, await step.send())
-
-    def _late(
-        self,
-        rows: Sequence[Row],
-        keys: list[str],
-        partners: dict[str, tuple[list[str], list[str]]],
-        got: Got,
-    ) -> list[Found]:
-        """Rows in turn: a partner seen before the batch, or by this or an earlier row."""
-        found: list[Found] = []
-        seen: dict[str, set[str]] = {}
-        for (customer, _, kind, digest, event_id), key in zip(rows, keys, strict=True):
-            here = seen.get(key)
-            if here is None:
-                here = seen[key] = {customer}
-            else:
-                here.add(customer)
-            if customer not in partners or kind not in LATE_KINDS:
-                continue
-            ups, downs = partners[customer]
-            before = got.scores(key)
-            found += [(up, customer, kind, digest, event_id) for up in ups
-                      if up in here or before[up] is not None]  # fmt: skip
-            found += [(customer, down, kind, digest, event_id) for down in downs
-                      if down in here or before[down] is not None]  # fmt: skip
-        return found
 
 
 class _Plan(NamedTuple):

@@ -1,0 +1,112 @@
+"""The purchases' signals recorded in the identity index, and the late evidence they reveal.
+
+Two rounds of per-slot calls (`identity_lua.RECORD_SCRIPT`): the referral partners of the
+customers whose rows carry a late kind (their `ref:by` and `ref:of` sets), then one row per
+signal: the partners' scores in the signal's set, then the customer added with the purchase's
+time (ZADD GT), and the customers' reverse index (`id-of`). Rows are flat lists, not objects:
+a batch has thousands and each costs the Python side once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from streams.adapters.identity_lua import RECORD_SCRIPT
+from streams.adapters.redis_client import RedisClient, SlotScript
+
+LATE_KINDS = frozenset(("email", "device", "payment", "address"))
+"""Signals that count as evidence whenever they show up (IP and agent count only close in time)."""
+Row = tuple[str, int, str, str, str]
+"""(customer, time, kind, keyed hash, event id): one signal a purchase showed."""
+Found = tuple[str, str, str, str, str]
+"""(referrer, referee, kind, keyed hash, event id): late evidence."""
+Partners = dict[str, tuple[list[str], list[str]]]
+"""customer -> (their referrers, their referees), sorted; only customers that have any."""
+
+_MEMBERS = (3,)
+
+
+class SignalRecorder:
+    """Records a batch's signal rows and finds its late evidence."""
+
+    def __init__(self, client: RedisClient, namespace: str, ttl_s: int) -> None:
+        self._script = SlotScript(client, RECORD_SCRIPT)
+        self._head = (ttl_s,)
+        self._ns = namespace
+        self._by, self._of = f"{namespace}:ref:by:", f"{namespace}:ref:of:"
+
+    async def record(self, rows: Sequence[Row]) -> list[Found]:
+        """Record the rows (with the reverse index) and return the late evidence: a referral
+        partner of the customer already in the same signal set, the batch's earlier rows (and
+        this one) included."""
+        partners = await self._partners({row[0] for row in rows if row[2] in LATE_KINDS})
+        prefix = f"{self._ns}:id:"
+        keys: list[bytes] = []
+        args: list[Sequence[str | int]] = []
+        names: list[str] = []
+        signal_sets: dict[str, list[str]] = {}
+        for customer, at, kind, digest, _ in rows:
+            name = f"{prefix}{kind}:{digest}"
+            names.append(name)
+            keys.append(name.encode())
+            ours = partners.get(customer) if kind in LATE_KINDS else None
+            args.append(
+                (1, at, customer) if ours is None else (1, at, customer, *ours[0], *ours[1])
+            )
+            found = signal_sets.get(customer)
+            if found is None:
+                signal_sets[customer] = [name]
+            else:
+                found.append(name)
+        for customer, added in signal_sets.items():
+            keys.append(f"{self._ns}:id-of:{customer}".encode())
+            args.append((2, *added))
+        replies = await self._script.call(keys, self._head, args)
+        return _late(rows, names, partners, replies) if partners else []
+
+    async def _partners(self, customers: set[str]) -> Partners:
+        """The customers' referral partners (one round; none for no customers)."""
+        if not customers:
+            return {}
+        ordered = sorted(customers)
+        keys = [f"{side}{c}".encode() for c in ordered for side in (self._by, self._of)]
+        replies = await self._script.call(keys, self._head, [_MEMBERS] * len(keys))
+        partners: Partners = {}
+        for i, customer in enumerate(ordered):
+            by, of = replies[2 * i], replies[2 * i + 1]
+            if by or of:
+                partners[customer] = (_sorted(by), _sorted(of))
+        return partners
+
+
+def _sorted(members: Sequence[bytes | str]) -> list[str]:
+    return sorted(m.decode() if isinstance(m, bytes) else m for m in members)
+
+
+def _late(
+    rows: Sequence[Row], names: list[str], partners: Partners, replies: list[object]
+) -> list[Found]:
+    """Rows in turn: a partner in the set before the row (the reply), or by an earlier row."""
+    watched = {name for (customer, _, kind, _, _), name in zip(rows, names, strict=True)
+               if kind in LATE_KINDS and customer in partners}  # fmt: skip
+    here: dict[str, set[str]] = {name: set() for name in watched}
+    found: list[Found] = []
+    for i, ((customer, _, kind, digest, event_id), name) in enumerate(
+        zip(rows, names, strict=True)
+    ):
+        seen = here.get(name)
+        if seen is None:
+            continue
+        seen.add(customer)
+        ours = partners.get(customer) if kind in LATE_KINDS else None
+        if ours is None:
+            continue
+        ups, downs = ours
+        scores = replies[i]
+        assert isinstance(scores, list)
+        found += [(up, customer, kind, digest, event_id)
+                  for j, up in enumerate(ups) if up in seen or scores[j] is not None]  # fmt: skip
+        found += [(customer, down, kind, digest, event_id)
+                  for j, down in enumerate(downs, len(ups))
+                  if down in seen or scores[j] is not None]  # fmt: skip
+    return found
