@@ -1,17 +1,16 @@
 """The purchases' signals recorded in the identity index, and the late evidence they reveal.
 
-Two rounds of per-slot calls (`identity_lua.RECORD_SCRIPT`): the referral partners of the
+Two rounds of per-slot calls (`identity_lua`): the referral partners of the
 customers whose rows carry a late kind (their `ref:by` and `ref:of` sets), then one row per
 signal: the partners' scores in the signal's set, then the customer added with the purchase's
-time (ZADD GT), and the customers' reverse index (`id-of`). Rows are flat lists, not objects:
-a batch has thousands and each costs the Python side once.
+time (ZADD GT), and the customers' reverse index (`id-of`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from streams.adapters.identity_lua import RECORD_SCRIPT
+from streams.adapters.identity_lua import ADD, MEMBERS, ROWS_SCRIPT, SCORE_AND_ADD, Calls, members
 from streams.adapters.redis_client import RedisClient, SlotScript
 
 LATE_KINDS = frozenset(("email", "device", "payment", "address"))
@@ -23,15 +22,13 @@ Found = tuple[str, str, str, str, str]
 Partners = dict[str, tuple[list[str], list[str]]]
 """customer -> (their referrers, their referees), sorted; only customers that have any."""
 
-_MEMBERS = (3,)
-
 
 class SignalRecorder:
     """Records a batch's signal rows and finds its late evidence."""
 
     def __init__(self, client: RedisClient, namespace: str, ttl_s: int) -> None:
-        self._script = SlotScript(client, RECORD_SCRIPT)
-        self._head = (ttl_s,)
+        self._script = SlotScript(client, ROWS_SCRIPT)
+        self._head = (ttl_s, 0)
         self._ns = namespace
         self._by, self._of = f"{namespace}:ref:by:", f"{namespace}:ref:of:"
 
@@ -41,27 +38,25 @@ class SignalRecorder:
         this one) included."""
         partners = await self._partners({row[0] for row in rows if row[2] in LATE_KINDS})
         prefix = f"{self._ns}:id:"
-        keys: list[bytes] = []
-        args: list[Sequence[str | int]] = []
+        calls = Calls(self._script, self._head)
         names: list[str] = []
         signal_sets: dict[str, list[str]] = {}
         for customer, at, kind, digest, _ in rows:
             name = f"{prefix}{kind}:{digest}"
             names.append(name)
-            keys.append(name.encode())
             ours = partners.get(customer) if kind in LATE_KINDS else None
-            args.append(
-                (1, at, customer) if ours is None else (1, at, customer, *ours[0], *ours[1])
-            )
+            if ours is None:
+                calls.row(name, SCORE_AND_ADD, at, customer)
+            else:
+                calls.row(name, SCORE_AND_ADD, at, customer, *ours[0], *ours[1])
             found = signal_sets.get(customer)
             if found is None:
                 signal_sets[customer] = [name]
             else:
                 found.append(name)
         for customer, added in signal_sets.items():
-            keys.append(f"{self._ns}:id-of:{customer}".encode())
-            args.append((2, *added))
-        replies = await self._script.call(keys, self._head, args)
+            calls.row(f"{self._ns}:id-of:{customer}", ADD, *added)
+        replies = await calls.send()
         return _late(rows, names, partners, replies) if partners else []
 
     async def _partners(self, customers: set[str]) -> Partners:
@@ -69,18 +64,17 @@ class SignalRecorder:
         if not customers:
             return {}
         ordered = sorted(customers)
-        keys = [f"{side}{c}".encode() for c in ordered for side in (self._by, self._of)]
-        replies = await self._script.call(keys, self._head, [_MEMBERS] * len(keys))
+        calls = Calls(self._script, self._head)
+        for customer in ordered:
+            calls.row(self._by + customer, MEMBERS)
+            calls.row(self._of + customer, MEMBERS)
+        replies = await calls.send()
         partners: Partners = {}
         for i, customer in enumerate(ordered):
             by, of = replies[2 * i], replies[2 * i + 1]
             if by or of:
-                partners[customer] = (_sorted(by), _sorted(of))
+                partners[customer] = (sorted(members(by)), sorted(members(of)))
         return partners
-
-
-def _sorted(members: Sequence[bytes | str]) -> list[str]:
-    return sorted(m.decode() if isinstance(m, bytes) else m for m in members)
 
 
 def _late(

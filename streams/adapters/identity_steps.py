@@ -1,27 +1,35 @@
 """The identity index's batch steps: per-slot reads and writes that replay a batch in order.
 
-Every call names its keys, all of one hash slot (`identity_lua`), so the steps run on one Redis
-and on a Redis Cluster alike. A batch of sign-ups is one round (each key read, then written, in
-its call: the reads see the index as it was before the batch) and a round per further level of
-the ring walk for the `ref:by` sets not read yet (`ring_depth` - 2 at most); conversions are one
-round (purchases: `identity_record`). The version before ran a batch as one script taking the
-specs in turn, each seeing what the ones before it wrote: the steps lay over the state before the batch what its earlier specs write (signal members
-with GT scores, edges; a velocity set's entries go in order in its key's call). Set members are
-taken sorted (SMEMBERS has no order), so a ring's path is the same on every run. Writes are
-idempotent (same members, GT scores): a redelivered batch leaves the index as it was.
+Every row names its key, and the rows of one hash slot go in one call (`identity_lua`), so the
+steps run on one Redis and on a Redis Cluster alike. A batch of sign-ups is one round, and a
+round per further level of the ring walk for the `ref:by` sets not read yet (`ring_depth` - 2 at
+most); conversions are one round (purchases: `identity_record`). The version before ran a batch
+as one script taking the specs in turn, each seeing what the ones before it wrote: a key's rows
+run in the specs' order, so the same holds per key (signal members with GT scores, velocity
+entries); the ring walks read the `ref:by` sets before any edge of the batch is written and lay
+the batch's earlier edges over them. Set members are taken sorted (SMEMBERS has no order), so a
+ring's path is the same on every run. Writes are idempotent (same members, GT scores): a
+redelivered batch leaves the index as it was.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from streams.adapters.identity_lua import STEPS_SCRIPT, Got, Rows
+from streams.adapters.identity_lua import (
+    ADD,
+    EXISTS,
+    MEMBERS,
+    ROWS_SCRIPT,
+    SCORE_AND_ADD,
+    SCORES,
+    VELOCITY,
+    Calls,
+    members,
+)
 from streams.adapters.redis_client import RedisClient, SlotScript
-
-Written = dict[str, dict[str, int]]
-"""The batch's earlier signal writes: key -> member -> score."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +62,7 @@ class IdentitySteps:
     def __init__(
         self, client: RedisClient, namespace: str, ttl_s: int, velocity_s: int, ring_depth: int
     ) -> None:
-        self._script = SlotScript(client, STEPS_SCRIPT)
+        self._script = SlotScript(client, ROWS_SCRIPT)
         self._ns = namespace
         self._head = (ttl_s, velocity_s)
         self._depth = ring_depth
@@ -62,122 +70,108 @@ class IdentitySteps:
 
     async def facts(self, specs: Sequence[Spec]) -> list[SpecFacts]:
         """Each spec's facts as the version before's script found them; the sign-ups' records,
-        velocity entries and edges written in the same round (each key read before written)."""
-        rows = self._rows()
-        plans = [self._queue(s, rows) for s in specs]
-        got = await rows.send()
-        rings = await self._rings(specs, got)
-        out: list[SpecFacts] = []
-        written: Written = {}
-        for s, plan, ring in zip(specs, plans, rings, strict=True):
-            out.append(_spec_facts(s, plan, got, written, ring))
+        velocity entries and edges written in the same round. A key's rows run in the specs'
+        order, so a spec sees the earlier specs' writes; the `ref:by` sets of the ring walks'
+        first level are read before any edge of the batch is written."""
+        calls = self._calls()
+        first = sorted({node for s in specs if s.signup for node in (s.referrer, s.referee)})
+        for node in first:
+            calls.row(self._by + node, MEMBERS)
+        plans = [self._queue(s, calls) for s in specs]
+        for s in specs:
             if s.signup:
-                referee, at = s.referee, s.at
-                for key in plan.signals.values():
-                    members = written.setdefault(key, {})
-                    members[referee] = max(members.get(referee, at), at)
-        return out
+                calls.row(self._by + s.referee, ADD, s.referrer)
+                calls.row(self._of + s.referrer, ADD, s.referee)
+        replies = await calls.send()
+        rings = await self._rings(specs, {n: members(replies[i]) for i, n in enumerate(first)})
+        return [_spec_facts(plan, replies, ring) for plan, ring in zip(plans, rings, strict=True)]
 
-    def _queue(self, s: Spec, rows: Rows) -> _Plan:
-        """A spec's reads, velocity entries and (a sign-up's) writes; its keys."""
-        ns = self._ns
-        signals = {kind: f"{ns}:id:{kind}:{digest}" for kind, digest in s.signals.items()}
-        plan = _Plan(
-            signals, (f"{ns}:fraud:rejected:{s.referrer}", f"{ns}:fraud:rejected:{s.referee}"), []
+    def _queue(self, s: Spec, calls: Calls) -> _Plan:
+        """A spec's reads, velocity entries and (a sign-up's) signal records; their rows."""
+        ns, shared = self._ns, {}
+        for kind, digest in s.signals.items():
+            key = f"{ns}:id:{kind}:{digest}"
+            checked = kind in s.check
+            if s.signup:
+                if checked:
+                    shared[kind] = calls.row(key, SCORE_AND_ADD, s.at, s.referee, s.referrer)
+                else:
+                    calls.row(key, SCORE_AND_ADD, s.at, s.referee)
+            elif checked:
+                shared[kind] = calls.row(key, SCORES, s.referrer)
+        rejected = (
+            calls.row(f"{ns}:fraud:rejected:{s.referrer}", EXISTS),
+            calls.row(f"{ns}:fraud:rejected:{s.referee}", EXISTS),
         )
-        for kind in s.check:
-            rows.add(signals[kind], "score", s.referrer)
-        rows.read(plan.rejected[0], "exists")
-        rows.read(plan.rejected[1], "exists")
-        for who, subject in s.velocity:
-            key = f"{ns}:vel:{who}:{subject}"
-            plan.velocity.append((who, key, rows.add(key, "velocity", s.at, s.event_id) // 2 - 1))
-        if s.signup:
-            referee, at = s.referee, s.at
-            for key in signals.values():
-                rows.add(key, "zadd", at, referee)
-            rows.add(f"{ns}:id-of:{referee}", "sadd", *signals.values())
-            rows.read(self._by + s.referrer, "members")  # the ring walk's first level
-            rows.read(self._by + referee, "members")  # before the edge: the walks' view
-            rows.add(self._by + referee, "sadd", s.referrer)
-            rows.add(self._of + s.referrer, "sadd", referee)
-        return plan
+        velocity = [
+            (who, calls.row(f"{ns}:vel:{who}:{subject}", VELOCITY, s.at, s.event_id))
+            for who, subject in s.velocity
+        ]
+        if s.signup and s.signals:
+            keys = [f"{ns}:id:{kind}:{digest}" for kind, digest in s.signals.items()]
+            calls.row(f"{ns}:id-of:{s.referee}", ADD, *keys)
+        return _Plan([(kind, shared[kind]) for kind in s.check], rejected, velocity)
 
-    async def _rings(self, specs: Sequence[Spec], got: Got) -> list[tuple[str, ...]]:
+    async def _rings(
+        self, specs: Sequence[Spec], first: dict[str, set[str]]
+    ) -> list[tuple[str, ...]]:
         """Each sign-up's ring, the walks of all the batch's sign-ups a level at a time: a level's
         `ref:by` sets not read yet are read in one round (the first level came with the reads)."""
-        edges = _Edges(self._by, got)
+        edges = _Edges(first)
         for i, s in enumerate(specs):
             if s.signup:
                 edges.added.setdefault(s.referee, []).append((i, s.referrer))
         walks = [_Walk(i, s.referrer, s.referee) for i, s in enumerate(specs) if s.signup]
         for _ in range(self._depth - 1):
             active = [w for w in walks if w.frontier]
-            need = {node for w in active for node in w.frontier if not edges.known(node)}
+            need = sorted({node for w in active for node in w.frontier if node not in edges.before})
             if need:
-                reads = self._rows()
+                reads = self._calls()
                 for node in need:
-                    reads.read(self._by + node, "members")
+                    reads.row(self._by + node, MEMBERS)
                 fetched = await reads.send()
-                edges.before.update({node: fetched.members(self._by + node) for node in need})
+                edges.before.update({node: members(fetched[i]) for i, node in enumerate(need)})
             for walk in active:
                 walk.step(edges.visible)
         paths = {w.spec: w.path for w in walks}
         return [paths.get(i, ()) for i in range(len(specs))]
 
-    def _rows(self) -> Rows:
-        return Rows(self._script, self._head)
+    def _calls(self) -> Calls:
+        return Calls(self._script, self._head)
 
 
 class _Plan(NamedTuple):
-    """A spec's keys: its signal sets by kind, its parties' fraud flags, its velocity counts."""
+    """A spec's rows: its checked signals', its parties' fraud flags', its velocity counts'."""
 
-    signals: dict[str, str]
-    rejected: tuple[str, str]
-    velocity: list[tuple[str, str, int]]
-    """(who, key, position in the key's reply)"""
+    shared: list[tuple[str, int]]
+    """(kind, row) in the order of the spec's `check`"""
+    rejected: tuple[int, int]
+    velocity: list[tuple[str, int]]
+    """(who, row)"""
 
 
-def _spec_facts(
-    s: Spec, plan: _Plan, got: Got, written: Written, ring: tuple[str, ...]
-) -> SpecFacts:
-    """The spec's facts: the reads with the earlier specs' signal writes laid over them."""
+def _spec_facts(plan: _Plan, replies: list[Any], ring: tuple[str, ...]) -> SpecFacts:
+    """The spec's facts from its rows' replies."""
     shared: dict[str, float] = {}
-    referrer = s.referrer
-    for kind in s.check:
-        key = plan.signals[kind]
-        before = got.score(key, referrer)
-        ours = written[key].get(referrer) if key in written else None
-        if ours is not None:
-            before = float(ours) if before is None else max(before, ours)
-        if before is not None:
-            shared[kind] = before
-    raw = got.raw
-    rejected = (bool(raw[plan.rejected[0]]), bool(raw[plan.rejected[1]]))
-    velocity = {who: int(raw[key][i]) for who, key, i in plan.velocity}
+    for kind, row in plan.shared:
+        score = replies[row][0]
+        if score is not None:
+            shared[kind] = float(score)
+    rejected = (bool(replies[plan.rejected[0]]), bool(replies[plan.rejected[1]]))
+    velocity = {who: int(replies[row]) for who, row in plan.velocity}
     return SpecFacts(shared, rejected, ring, velocity)
 
 
 class _Edges:
     """`ref:by` sets as they were before the batch, and the edges its sign-ups add."""
 
-    __slots__ = ("_by", "_first", "_sorted", "added", "before")
+    __slots__ = ("_sorted", "added", "before")
 
-    def __init__(self, by: str, first: Got) -> None:
-        self._by, self._first = by, first
-        self.before: dict[str, set[str]] = {}
+    def __init__(self, first: dict[str, set[str]]) -> None:
+        self.before: dict[str, set[str]] = first
         self.added: dict[str, list[tuple[int, str]]] = {}
         """node -> (spec, referrer) of the batch's sign-ups of that referee"""
         self._sorted: dict[str, list[str]] = {}
-
-    def known(self, node: str) -> bool:
-        """The node's set was read (in the first round, or fetched since)."""
-        if node not in self.before:
-            key = self._by + node
-            if "members" not in self._first.rows.get(key, ()):
-                return False
-            self.before[node] = self._first.members(key)
-        return True
 
     def visible(self, node: str, spec: int) -> list[str]:
         """The node's `ref:by` members as sign-up `spec` sees them, sorted."""
