@@ -20,21 +20,23 @@ from streams.adapters.redis_client import SlotScript
 #   [4]                               EXISTS                                        -> 0 or 1
 #   [5, at, event id]                 ZADD, trim to twice the window, EXPIRE, ZCOUNT the window
 #   [6, partner, ...]                 the partners' ZSCOREs                         -> scores
+#   [7, n, partner * n, score, member, ...]  the n partners' ZSCOREs, then ZADD GT every pair
+#                                     and EXPIRE ttl                                -> scores
 # Scores reply as strings, nil where absent.
 ROWS_SCRIPT = """
 local ttl, vwin = tonumber(ARGV[1]), tonumber(ARGV[2])
 local rows = cjson.decode(ARGV[3])
 local out = {}
-local function scores(key, row, from)
+local function scores(key, row, from, to)
   local reply = {}
-  for j = from, #row do reply[j - from + 1] = redis.call('ZSCORE', key, row[j]) end
+  for j = from, to do reply[j - from + 1] = redis.call('ZSCORE', key, row[j]) end
   return reply
 end
 for i, key in ipairs(KEYS) do
   local row = rows[i]
   local op = row[1]
   if op == 1 then
-    out[i] = scores(key, row, 4)
+    out[i] = scores(key, row, 4, #row)
     redis.call('ZADD', key, 'GT', row[2], row[3])
     redis.call('EXPIRE', key, ttl)
   elseif op == 2 then
@@ -51,13 +53,20 @@ for i, key in ipairs(KEYS) do
     redis.call('ZREMRANGEBYSCORE', key, '-inf', at - 2 * vwin)
     redis.call('EXPIRE', key, 2 * vwin + 60)
     out[i] = redis.call('ZCOUNT', key, at - vwin, at)
+  elseif op == 6 then
+    out[i] = scores(key, row, 2, #row)
   else
-    out[i] = scores(key, row, 2)
+    local n = row[2]
+    out[i] = scores(key, row, 3, 2 + n)
+    for j = 3 + n, #row, 1000 do
+      redis.call('ZADD', key, 'GT', unpack(row, j, math.min(j + 999, #row)))
+    end
+    redis.call('EXPIRE', key, ttl)
   end
 end
 return out
 """
-SCORE_AND_ADD, ADD, MEMBERS, EXISTS, VELOCITY, SCORES = 1, 2, 3, 4, 5, 6
+SCORE_AND_ADD, ADD, MEMBERS, EXISTS, VELOCITY, SCORES, SCORES_AND_ADD_ALL = 1, 2, 3, 4, 5, 6, 7
 
 
 class Calls:

@@ -2,15 +2,23 @@
 
 Two rounds of per-slot calls (`identity_lua`): the referral partners of the
 customers whose rows carry a late kind (their `ref:by` and `ref:of` sets), then one row per
-signal: the partners' scores in the signal's set, then the customer added with the purchase's
-time (ZADD GT), and the customers' reverse index (`id-of`).
+signal set: the partners' scores in it, then every customer of the batch that showed it added
+with the purchase's time (ZADD GT, one command per set), and the customers' reverse index
+(`id-of`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from streams.adapters.identity_lua import ADD, MEMBERS, ROWS_SCRIPT, SCORE_AND_ADD, Calls, members
+from streams.adapters.identity_lua import (
+    ADD,
+    MEMBERS,
+    ROWS_SCRIPT,
+    SCORES_AND_ADD_ALL,
+    Calls,
+    members,
+)
 from streams.adapters.redis_client import RedisClient, SlotScript
 
 LATE_KINDS = frozenset(("email", "device", "payment", "address"))
@@ -38,26 +46,41 @@ class SignalRecorder:
         this one) included."""
         partners = await self._partners({row[0] for row in rows if row[2] in LATE_KINDS})
         prefix = f"{self._ns}:id:"
-        calls = Calls(self._script, self._head)
         names: list[str] = []
+        sets: dict[str, tuple[set[str], list[str | int]]] = {}
+        """signal set -> (the partners to look up in it, its (score, member) pairs)"""
         signal_sets: dict[str, list[str]] = {}
         for customer, at, kind, digest, _ in rows:
             name = f"{prefix}{kind}:{digest}"
             names.append(name)
-            ours = partners.get(customer) if kind in LATE_KINDS else None
-            if ours is None:
-                calls.row(name, SCORE_AND_ADD, at, customer)
-            else:
-                calls.row(name, SCORE_AND_ADD, at, customer, *ours[0], *ours[1])
-            found = signal_sets.get(customer)
+            found = sets.get(name)
             if found is None:
+                found = sets[name] = (set(), [])
+            found[1].extend((at, customer))
+            ours = partners.get(customer) if kind in LATE_KINDS else None
+            if ours is not None:
+                found[0].update(ours[0], ours[1])
+            customer_sets = signal_sets.get(customer)
+            if customer_sets is None:
                 signal_sets[customer] = [name]
             else:
-                found.append(name)
+                customer_sets.append(name)
+        calls = Calls(self._script, self._head)
+        asked: dict[str, tuple[int, list[str]]] = {}
+        for name, (wanted, pairs) in sets.items():
+            looked = sorted(wanted)
+            asked[name] = (
+                calls.row(name, SCORES_AND_ADD_ALL, len(looked), *looked, *pairs),
+                looked,
+            )
         for customer, added in signal_sets.items():
             calls.row(f"{self._ns}:id-of:{customer}", ADD, *added)
         replies = await calls.send()
-        return _late(rows, names, partners, replies) if partners else []
+        if not partners:
+            return []
+        before = {name: dict(zip(looked, replies[i], strict=True))
+                  for name, (i, looked) in asked.items() if looked}  # fmt: skip
+        return _late(rows, names, partners, before)
 
     async def _partners(self, customers: set[str]) -> Partners:
         """The customers' referral partners (one round; none for no customers)."""
@@ -78,16 +101,16 @@ class SignalRecorder:
 
 
 def _late(
-    rows: Sequence[Row], names: list[str], partners: Partners, replies: list[object]
+    rows: Sequence[Row],
+    names: list[str],
+    partners: Partners,
+    before: dict[str, dict[str, bytes | None]],
 ) -> list[Found]:
-    """Rows in turn: a partner in the set before the row (the reply), or by an earlier row."""
-    watched = {name for (customer, _, kind, _, _), name in zip(rows, names, strict=True)
-               if kind in LATE_KINDS and customer in partners}  # fmt: skip
-    here: dict[str, set[str]] = {name: set() for name in watched}
+    """Rows in turn: a partner in the set before the batch, or put there by this or an earlier
+    row of the batch."""
+    here: dict[str, set[str]] = {name: set() for name in before}
     found: list[Found] = []
-    for i, ((customer, _, kind, digest, event_id), name) in enumerate(
-        zip(rows, names, strict=True)
-    ):
+    for (customer, _, kind, digest, event_id), name in zip(rows, names, strict=True):
         seen = here.get(name)
         if seen is None:
             continue
@@ -96,11 +119,9 @@ def _late(
         if ours is None:
             continue
         ups, downs = ours
-        scores = replies[i]
-        assert isinstance(scores, list)
+        scores = before[name]
         found += [(up, customer, kind, digest, event_id)
-                  for j, up in enumerate(ups) if up in seen or scores[j] is not None]  # fmt: skip
+                  for up in ups if up in seen or scores[up] is not None]  # fmt: skip
         found += [(customer, down, kind, digest, event_id)
-                  for j, down in enumerate(downs, len(ups))
-                  if down in seen or scores[j] is not None]  # fmt: skip
+                  for down in downs if down in seen or scores[down] is not None]  # fmt: skip
     return found
