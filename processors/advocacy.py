@@ -161,15 +161,15 @@ def follow_up_after(
     order = account.points.orders.get(event.order_id)
     if event.type != "purchase" or order is None or order.event_id != event.event_id:
         return account
-    window = policy.repurchase_window
-    return _fill(
-        account,
-        lambda r: (
-            r.repurchased_at is None
-            and r.complained_at <= order.purchased_at <= r.complained_at + window
-        ),
-        lambda r: replace(r, repurchased_at=order.purchased_at),
-    )
+    window, at = policy.repurchase_window, order.purchased_at
+    changed = {  # inline, not `_fill`: it runs for every purchase of a customer who complained
+        complaint_id: replace(record, repurchased_at=at)
+        for complaint_id, record in account.complaints.items()
+        if record.repurchased_at is None
+        and record.outcome != "none"
+        and record.complained_at <= at <= record.complained_at + window
+    }
+    return replace(account, complaints={**account.complaints, **changed}) if changed else account
 
 
 def _fill(

@@ -3,7 +3,7 @@
 Run from a checkout, with the stack up (`deploy/stack.sh up`); it starts a private redis-server
 of its own, so `used_memory` counts only this run:
 
-    .venv/bin/python deploy/bench/redis_memory.py --events 1000000 --customers 100000
+    .venv/bin/python deploy/bench/redis_memory.py --events 1000000 --customers 100000 [--compact]
 
 Run it with another checkout's interpreter to measure that version the same way (the worker is
 started with the interpreter that runs this script). Prints one JSON object.
@@ -26,6 +26,7 @@ import redis  # noqa: TID251 - a measurement from a checkout, not processors/
 
 from streams.adapters.kafka_io import ensure_topics
 from streams.adapters.topic_reader import read_to_end
+from streams.bench.compaction import compact_now
 from streams.bench.complaints import with_provider
 from streams.bench.harness import publish_all
 from streams.bench.housekeeping import purge
@@ -63,7 +64,23 @@ def changelog_size(settings: Settings) -> dict[str, int]:
     return {"changelog_records": records, "changelog_bytes": size, "changelog_marks": marks}
 
 
-def measure(events: int, customers: int) -> dict[str, Any]:
+def compacted_size(settings: Settings, before: int, wait_s: float = 600.0) -> dict[str, int]:
+    """The changelog after the broker's log cleaner went over it: its segments rolled (a probe
+    tombstone appended to every partition once `segment.ms` passed), no dirty-ratio or lag
+    threshold; measured once it holds fewer than the `before` records and two reads 20 s apart
+    agree (or after `wait_s`)."""
+    compact_now(settings, settings.changelog_topic(), settings.partitions)
+    deadline, last = time.monotonic() + wait_s, changelog_size(settings)
+    while time.monotonic() < deadline:
+        time.sleep(20.0)
+        now = changelog_size(settings)
+        if now == last and now["changelog_records"] < before:
+            break
+        last = now
+    return {f"compacted_{k}": v for k, v in last.items()}
+
+
+def measure(events: int, customers: int, compact: bool = False) -> dict[str, Any]:
     """A private Redis and a provider sandbox, and the measurement on them."""
     workdir = Path(tempfile.mkdtemp(prefix="rewards-memory-"))
     proc, url = private_redis(workdir)
@@ -71,15 +88,15 @@ def measure(events: int, customers: int) -> dict[str, Any]:
         with SandboxProcess(log_path=workdir / "sandbox.log") as sandbox:
             base = with_provider(Settings(redis_url=url), sandbox)
             return _measure(isolated(base, f"mem-{uuid.uuid4().hex[:8]}", workdir), url, events,
-                            customers, workdir)  # fmt: skip
+                            customers, workdir, compact)  # fmt: skip
     finally:
         proc.terminate()
         proc.wait(10)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _measure(
-    settings: Settings, url: str, events: int, customers: int, workdir: Path
+def _measure(  # noqa: PLR0917 - a script's one measurement
+    settings: Settings, url: str, events: int, customers: int, workdir: Path, compact: bool
 ) -> dict[str, Any]:
     """Run the worker over `events` purchases of `customers` and measure what it left."""
     client = redis.Redis.from_url(url)
@@ -96,6 +113,8 @@ def _measure(
         "redis_bytes_per_event": round((after - before) / events, 1),
         "local_store_bytes": disk, **changelog_size(settings),
     }  # fmt: skip
+    if compact:
+        found |= compacted_size(settings, found["changelog_records"])
     purge(settings)
     return found
 
@@ -105,8 +124,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument(
+        "--compact", action="store_true", help="also measure the changelog once compacted"
+    )
     args = parser.parse_args()
-    print(orjson.dumps(measure(args.events, args.customers)).decode())
+    print(orjson.dumps(measure(args.events, args.customers, args.compact)).decode())
 
 
 if __name__ == "__main__":
