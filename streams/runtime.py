@@ -36,6 +36,15 @@ from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 Fatal = Callable[[BaseException], None]
+GC_THRESHOLDS = (50_000, 20, 10)
+"""A young collection per 50,000 allocations, not 700: a batch allocates hundreds of thousands
+of short-lived objects, and the default spent ~12% of a catching-up worker's CPU collecting
+(2.6k young, 31 full collections in 100,000 shop events; 37 and none with these)."""
+
+
+def tune_gc() -> None:
+    """The worker's garbage collector thresholds (`GC_THRESHOLDS`), once at start."""
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 class Resumable(Protocol):

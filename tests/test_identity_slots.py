@@ -26,6 +26,7 @@ from processors.identity import email_domain, identity_signals, is_disposable, k
 from processors.referral_state import Referee
 from processors.referrals import ConversionCheck
 from schemas.models import Context, Purchase, Referral, ShippingAddress
+from streams.adapters import identity_record
 from streams.adapters.identity_index import IdentityIndex, LateMatch, Seen
 from streams.adapters.metrics import PipelineMetrics
 from streams.adapters.redis_client import RedisClient, connect, is_cluster
@@ -320,10 +321,24 @@ def oracle_url(services: Any, request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue("private_redis").url)
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_steps_give_what_the_scripts_gave(services: Any, request: Any, seed: int) -> None:
+@pytest.mark.parametrize(("seed", "limit"), [(1, None), (2, None), (3, None), (1, 0)])
+def test_steps_give_what_the_scripts_gave(
+    services: Any, request: Any, monkeypatch: pytest.MonkeyPatch, seed: int, limit: int | None
+) -> None:
+    """limit 0: a set answers with its members only up to the partners looked for, and the
+    larger ones with the partners' scores (a round of their own)."""
     batches, ns = scenario(seed), f"slots-{uuid.uuid4().hex[:8]}"
     url = oracle_url(services, request)
+    large: list[int] = []
+    if limit is not None:
+        monkeypatch.setattr(identity_record, "MEMBERS_LIMIT", limit)
+        asked = identity_record.SignalRecorder._large
+
+        async def counted(self: Any, sets: Any, partners: Any, names: list[str]) -> Any:
+            large.append(len(names))
+            return await asked(self, sets, partners, names)
+
+        monkeypatch.setattr(identity_record.SignalRecorder, "_large", counted)
 
     async def both() -> tuple[list[Outcome], list[Outcome], Dump, Dump]:
         client, single = connect(services.redis_url, cluster=False), Redis.from_url(url)
@@ -340,6 +355,7 @@ def test_steps_give_what_the_scripts_gave(services: Any, request: Any, seed: int
 
     new, was, index, old_index = asyncio.run(both())
     assert new == was
+    assert bool(large) is (limit is not None), large
     facts = [f for signups, conversions, _ in was for f in signups + conversions]
     assert any(f.rejected for f in facts) and any(late for *_, late in was)
     assert any(f.shared for f in facts) and any(n > 1 for f in facts for n in f.velocity.values())

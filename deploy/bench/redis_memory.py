@@ -103,18 +103,20 @@ def _measure(  # noqa: PLR0917 - a script's one measurement
     before = int(client.info("memory")["used_memory"])
     ensure_topics(settings)
     publish_all(settings, purchase_stream(events, customers, seed=5))
-    rate, rss_mib, _ = catch_up_events(settings, events, workdir / "worker.log")
+    busy, rss_mib, _ = catch_up_events(settings, events, workdir / "worker.log")
     after = int(client.info("memory")["used_memory"])
     disk = sum(f.stat().st_size for f in settings.data_dir.rglob("*") if f.is_file())
     found = {
-        "events": events, "customers": customers, "worker_per_s": round(rate),
+        "events": events, "customers": customers,
+        "worker_per_s": round(busy.records / busy.seconds),
+        "worker_per_cpu_s": round(busy.records / busy.cpu_s),
         "worker_peak_rss_mib": round(rss_mib), "redis_keys": int(client.dbsize()),
         "redis_used_memory_delta_bytes": after - before,
         "redis_bytes_per_event": round((after - before) / events, 1),
         "local_store_bytes": disk, **changelog_size(settings),
     }  # fmt: skip
     if compact:
-        found |= compacted_size(settings, found["changelog_records"])
+        found |= compacted_size(settings, int(found["changelog_records"]))
     purge(settings)
     return found
 

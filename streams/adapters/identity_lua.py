@@ -22,6 +22,8 @@ from streams.adapters.redis_client import SlotScript
 #   [6, partner, ...]                 the partners' ZSCOREs                         -> scores
 #   [7, n, partner * n, score, member, ...]  the n partners' ZSCOREs, then ZADD GT every pair
 #                                     and EXPIRE ttl                                -> scores
+#   [8, limit, score, member, ...]    ZCARD <= limit: its members (before), then ZADD GT every
+#                                     pair, EXPIRE ttl; else nothing   -> members, or nil if larger
 # Scores reply as strings, nil where absent.
 ROWS_SCRIPT = """
 local ttl, vwin = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -56,17 +58,29 @@ for i, key in ipairs(KEYS) do
   elseif op == 6 then
     out[i] = scores(key, row, 2, #row)
   else
-    local n = row[2]
-    out[i] = scores(key, row, 3, 2 + n)
-    for j = 3 + n, #row, 1000 do
+    local from = 3
+    if op == 7 then
+      from = 3 + row[2]
+      out[i] = scores(key, row, 3, from - 1)
+    else
+      local held = redis.call('ZRANGE', key, 0, row[2])
+      if #held <= row[2] then
+        out[i] = held
+      else
+        out[i] = false
+        from = #row + 1
+      end
+    end
+    for j = from, #row, 1000 do
       redis.call('ZADD', key, 'GT', unpack(row, j, math.min(j + 999, #row)))
     end
-    redis.call('EXPIRE', key, ttl)
+    if from <= #row then redis.call('EXPIRE', key, ttl) end
   end
 end
 return out
 """
-SCORE_AND_ADD, ADD, MEMBERS, EXISTS, VELOCITY, SCORES, SCORES_AND_ADD_ALL = 1, 2, 3, 4, 5, 6, 7
+SCORE_AND_ADD, ADD, MEMBERS, EXISTS, VELOCITY, SCORES = 1, 2, 3, 4, 5, 6
+SCORES_AND_ADD_ALL, MEMBERS_AND_ADD_ALL = 7, 8
 
 
 class Calls:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
+from typing import NamedTuple
 
 import orjson
 from confluent_kafka import Consumer
@@ -72,23 +73,30 @@ def codec_rate(events: list[SimEvent]) -> float:
     return len(events) / (time.perf_counter() - start)
 
 
-def wait_consumed(
-    worker: WorkerProcess, target: float, timeout_s: float = 600
-) -> tuple[float, float]:
+class Busy(NamedTuple):
+    """A worker's catch-up: from the first input record it counted to the last."""
+
+    seconds: float
+    records: float
+    cpu_s: float
+    """The worker process's CPU over the same span."""
+
+
+def wait_consumed(worker: WorkerProcess, target: float, timeout_s: float = 600) -> Busy:
     """Poll until the worker consumed `target` input records (not counting the control topics'
-    records it sends itself); returns (seconds busy, input records counted)."""
-    first: tuple[float, float] | None = None
+    records it sends itself)."""
+    first: tuple[float, float, float] | None = None
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         consumed = sum(
             worker.total("rewards_events_consumed_total", topic=topic) for topic in INPUT_TOPICS
         )
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), worker.cpu_seconds()
         if consumed > 0 and first is None:
-            first = (now, consumed)
+            first = (now, consumed, cpu)
         if consumed >= target:
             assert first is not None
-            return max(now - first[0], 1e-9), consumed - first[1]
+            return Busy(max(now - first[0], 1e-9), consumed - first[1], cpu - first[2])
         time.sleep(1.0)  # each scrape costs the worker CPU (~12 ms here): poll gently
     raise TimeoutError(f"worker consumed fewer than {target} records in {timeout_s}s")
 

@@ -24,6 +24,7 @@ from streams.bench.complaints import (
 )
 from streams.bench.harness import (
     SETTLE_S,
+    Busy,
     baseline_consume,
     codec_rate,
     latency_buckets,
@@ -69,6 +70,8 @@ class BenchResult:
     scrape_bytes: int = 0
     scrape_ms: float = 0.0
     """/metrics after the catch-up: response size, and the median time of five scrapes."""
+    worker_per_cpu_s: float = 0.0
+    """Catch-up records per CPU-second of the worker process (0: not measured, complaints)."""
 
 
 def advocacy_stream(n: int, customers: int, seed: int) -> list[SimEvent]:
@@ -241,11 +244,12 @@ def run_phases(base: Settings, options: BenchOptions, run: str, workdir: Path) -
     print("[bench] baseline: raw consume + decode")
     baseline = baseline_consume(settings, len(events))
     print("[bench] worker: catch-up throughput")
-    complaints = options.workload == "complaints"
+    complaints, per_cpu_s = options.workload == "complaints", 0.0
     if complaints:  # through the provider: until every gift card is announced
         rate, rss_mib, scraped = catch_up(settings, len(events), workdir / "worker.log")
     else:
-        rate, rss_mib, scraped = catch_up_events(settings, len(events), workdir / "worker.log")
+        busy, rss_mib, scraped = catch_up_events(settings, len(events), workdir / "worker.log")
+        rate, per_cpu_s = busy.records / busy.seconds, busy.records / max(busy.cpu_s, 1e-9)
     print(f"[bench] worker: latency at {options.latency_rate:.0f} events/s (fresh worker)")
     latency_settings = isolated(base, f"bench-{run}-lat", workdir)
     log = workdir / "latency-worker.log"
@@ -271,18 +275,19 @@ def run_phases(base: Settings, options: BenchOptions, run: str, workdir: Path) -
         worker_peak_rss_mib=rss_mib,
         scrape_bytes=scraped[0],
         scrape_ms=scraped[1],
+        worker_per_cpu_s=per_cpu_s,
     )
 
 
 def catch_up_events(
     settings: Settings, count: int, log: Path
-) -> tuple[float, float, tuple[int, float]]:
-    """A worker catching up on `count` input records: records/s, peak RSS in MiB, and the
-    /metrics scrape (bytes, ms) with all of it in state."""
+) -> tuple[Busy, float, tuple[int, float]]:
+    """A worker catching up on `count` input records: its time, records and CPU, peak RSS in
+    MiB, and the /metrics scrape (bytes, ms) with all of it in state."""
     worker = WorkerProcess(settings_env(settings), free_port(), log).start()
     try:
-        seconds, counted = wait_consumed(worker, count)
-        return counted / seconds, worker.peak_rss_bytes() / 2**20, scrape_cost(worker)
+        busy = wait_consumed(worker, count)
+        return busy, worker.peak_rss_bytes() / 2**20, scrape_cost(worker)
     finally:
         worker.stop()
 
@@ -297,6 +302,8 @@ def print_table(r: BenchResult) -> None:
         ("codec validate+decode (no I/O)", f"{r.codec_decode_per_s:,.0f} ev/s"),
         ("worker: whole pipeline", f"{r.worker_per_s:,.0f} ev/s "
          f"({r.worker_per_s / max(r.baseline_consume_decode_per_s, 1):.1%} of baseline)"),
+        ("worker: per CPU-second", f"{r.worker_per_cpu_s:,.0f} ev/CPU-s"
+         if r.worker_per_cpu_s else "not measured"),
         (f"worker latency p50 @ {r.latency_rate:,.0f} ev/s", f"{r.latency_p50_ms:.1f} ms"),
         (f"worker latency p99 @ {r.latency_rate:,.0f} ev/s", f"{r.latency_p99_ms:.1f} ms"),
         ("worker peak RSS", f"{r.worker_peak_rss_mib:,.0f} MiB"),
