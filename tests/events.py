@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-NOW = "2026-11-23T10:00:00Z"
+NOW = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+"""When the builders' events happen: the time the tests started, so a purchase's 14-day hold is
+still on while a test runs (a fixed date becomes a hold that ends on arrival 14 days later)."""
 
 
 def new_id(prefix: str = "e") -> str:

@@ -11,8 +11,9 @@ from streams.bench.harness import publish_all
 from streams.bench.run import catch_up_events, purchase_stream
 from streams.settings import Settings
 
-EVENTS = 40_000
-"""Enough for a few seconds of catch-up: the count starts at the first scrape that saw a record."""
+EVENTS = 100_000
+"""Enough for several seconds of catch-up: the count starts at the first scrape (once a second)
+that saw a record, and a worker may take 40,000 purchases before its first scrape."""
 
 
 @pytest.mark.integration
@@ -20,7 +21,7 @@ def test_a_catch_up_counts_its_records_time_and_worker_cpu(
     settings: Settings, tmp_path: Path
 ) -> None:
     ensure_topics(settings)
-    publish_all(settings, purchase_stream(EVENTS, customers=4_000, seed=3))
+    publish_all(settings, purchase_stream(EVENTS, customers=10_000, seed=3))
 
     busy, rss_mib, (scrape_bytes, _) = catch_up_events(settings, EVENTS, tmp_path / "w.log")
 

@@ -9,7 +9,7 @@ import pytest
 
 from streams.adapters.kafka_io import admin_client
 from streams.bench.peer_data import verify
-from streams.bench.peer_procs import Peer
+from streams.bench.peer_procs import Peer, checkout_peers
 from streams.bench.peers import PeerBenchOptions, run_peer_bench
 
 EVENTS = 10_000
@@ -107,3 +107,13 @@ def test_verify_allows_duplicates_and_rejects_missing_differing_and_unexpected()
     extra = verify(expected, [ledger("a"), ledger("b"), ledger("c"), b"not json"])
     assert (extra.ok, extra.unexpected) == (False, 2)
     assert verify(expected, [ledger("a"), ledger("b")]).describe() == "ok (2 records)"
+
+
+def test_quix_in_exactly_once_mode_runs_from_the_quix_pins_and_venv():
+    peers = checkout_peers()
+    eos, quix = peers["quix_eos"], peers["quix"]
+
+    assert eos.requirements == quix.requirements and eos.pins == "quix"
+    assert eos.script.exists()
+    assert 'main("exactly-once")' in eos.script.read_text()
+    assert "processing_guarantee=guarantee" in quix.script.read_text()

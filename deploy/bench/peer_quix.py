@@ -8,6 +8,7 @@ import orjson
 from ledger_work import apply
 from peer_common import peer_args
 from quixstreams import Application, State
+from quixstreams.app import ProcessingGuarantee
 from quixstreams.state.rocksdb import RocksDBOptions
 
 ACCOUNT = b"account"
@@ -32,10 +33,11 @@ def settle(value: bytes, key: bytes, timestamp: int, _headers: object, state: St
     return [ledger for _, ledger in outputs]
 
 
-def main() -> None:
-    """Run until SIGTERM (at-least-once, RocksDB state with its changelog topic: the defaults)."""
+def main(guarantee: ProcessingGuarantee = "at-least-once") -> None:
+    """Run until SIGTERM (RocksDB state with its changelog topic; at-least-once: the defaults)."""
     args = peer_args(__doc__ or "")
     app = Application(
+        processing_guarantee=guarantee,
         broker_address=args.brokers,
         consumer_group=args.group,
         auto_offset_reset="earliest",

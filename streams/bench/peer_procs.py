@@ -66,27 +66,40 @@ class Peer:
     script: Path
     requirements: Path | None
     durable: Literal["group", "bytewax"] = "group"
+    pins: str = ""
+    """The name its requirements file and venv go by (default: its own)."""
 
 
 PEERS: dict[str, Literal["group", "bytewax"]] = {
     "quix": "group",
+    "quix_eos": "group",
     "bytewax": "bytewax",
     "faust": "group",
     "lean": "group",
 }
 """The peers in deploy/bench and where each keeps its durable input position."""
+SHARED_PINS = {"quix_eos": "quix"}
+"""Peers that run from another peer's requirements (and venv)."""
 
 
 def checkout_peers() -> dict[str, Peer]:
     """The peers of deploy/bench: `peer_<name>.py` with `requirements-<name>.txt`."""
     here = bench_dir()
-    return {
-        name: Peer(name, here / f"peer_{name}.py", here / f"requirements-{name}.txt", durable)
-        for name, durable in PEERS.items()
-    }
+    out = {}
+    for name, durable in PEERS.items():
+        pins = SHARED_PINS.get(name, name)
+        requirements = here / f"requirements-{pins}.txt"
+        out[name] = Peer(name, here / f"peer_{name}.py", requirements, durable, pins)
+    return out
 
 
-IMPORTS = {"quix": "quixstreams", "bytewax": "bytewax", "faust": "faust", "lean": "confluent_kafka"}
+IMPORTS = {
+    "quix": "quixstreams",
+    "quix_eos": "quixstreams",
+    "bytewax": "bytewax",
+    "faust": "faust",
+    "lean": "confluent_kafka",
+}
 """What a peer's program imports: `--venv main` uses this interpreter only where it has it."""
 
 
@@ -100,7 +113,7 @@ def python_for(peer: Peer, venv: str) -> Path:
             return Path(sys.executable)
         print(f"[peers] {peer.name}: not installed in this interpreter, run from its pinned venv",
               flush=True)  # fmt: skip
-    return ensure_venv(peer.name, peer.requirements)
+    return ensure_venv(peer.pins or peer.name, peer.requirements)
 
 
 def peer_env() -> dict[str, str]:
