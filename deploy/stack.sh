@@ -6,6 +6,7 @@
 #                                        --redis-cluster: a 3-primary, 3-replica Redis Cluster
 #                                        instead of the single redis-server; --no-kafka: Redis only
 #   deploy/stack.sh down                 stop everything this script started
+#   deploy/stack.sh down --purge         stop it at once (SIGKILL) and remove its data
 #   deploy/stack.sh status               show what runs
 #   deploy/stack.sh env                  print KAFKA_BOOTSTRAP_SERVERS / REDIS_URL exports
 #   deploy/stack.sh jars                 only fetch (and cache) the broker jars
@@ -251,23 +252,30 @@ bootstrap() {
   echo "$out"
 }
 
-stop_pid() { # $1 pid file, $2 name
+stop_pid() { # $1 pid file, $2 name, $3 "now": SIGKILL at once (the data is thrown away anyway)
   alive "$1" || { rm -f "$1"; return; }
   local pid i
   pid=$(cat "$1")
-  kill "$pid" 2>/dev/null || true
-  for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+  if [[ "${3:-}" != now ]]; then
+    kill "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+  fi
   kill -9 "$pid" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   rm -f "$1"
   log "stopped $2"
 }
 
-cmd_down() {
-  local d
-  for d in "$STACK_DIR"/kafka-*; do [[ -d "$d" ]] && stop_pid "$d/pid" "kafka ${d##*/}"; done
-  [[ -d "$STACK_DIR/redis" ]] && stop_pid "$STACK_DIR/redis/pid" redis
-  for d in "$STACK_DIR"/redis-cluster/*/; do [[ -f "$d/pid" ]] && stop_pid "$d/pid" "redis node ${d%/}"; done
-  if [[ "${1:-}" == "--purge" ]]; then rm -rf "$STACK_DIR"; log "removed $STACK_DIR"; fi
+cmd_down() { # --purge: stop without a clean shutdown (a 3-broker KRaft quorum takes ~30 s to stop
+  # in turn) and remove the data
+  local d how=""
+  [[ "${1:-}" == "--purge" ]] && how=now
+  for d in "$STACK_DIR"/kafka-*; do [[ -d "$d" ]] && stop_pid "$d/pid" "kafka ${d##*/}" "$how"; done
+  [[ -d "$STACK_DIR/redis" ]] && stop_pid "$STACK_DIR/redis/pid" redis "$how"
+  for d in "$STACK_DIR"/redis-cluster/*/; do
+    [[ -f "$d/pid" ]] && stop_pid "$d/pid" "redis node ${d%/}" "$how"
+  done
+  if [[ -n "$how" ]]; then rm -rf "$STACK_DIR"; log "removed $STACK_DIR"; fi
 }
 
 cmd_status() {
