@@ -12,6 +12,7 @@ from confluent_kafka import Consumer
 
 from schemas.codec import Codec, DecodeError
 from streams.adapters.kafka_io import fast_producer, produce
+from streams.bench.peer_procs import cpu_seconds
 from streams.bench.worker_process import WorkerProcess
 from streams.cli.publish import paced
 from streams.cli.simulator import SimEvent
@@ -91,7 +92,7 @@ def wait_consumed(worker: WorkerProcess, target: float, timeout_s: float = 600) 
         consumed = sum(
             worker.total("rewards_events_consumed_total", topic=topic) for topic in INPUT_TOPICS
         )
-        now, cpu = time.perf_counter(), worker.cpu_seconds()
+        now, cpu = time.perf_counter(), cpu_seconds(worker.proc.pid if worker.proc else None)
         if consumed > 0 and first is None:
             first = (now, consumed, cpu)
         if consumed >= target:

@@ -95,7 +95,6 @@ def checkout_peers() -> dict[str, Peer]:
 
 IMPORTS = {
     "quix": "quixstreams",
-    "quix_eos": "quixstreams",
     "bytewax": "bytewax",
     "faust": "faust",
     "lean": "confluent_kafka",
@@ -109,7 +108,7 @@ def python_for(peer: Peer, venv: str) -> Path:
     if peer.requirements is None:
         return Path(sys.executable)
     if venv == "main":
-        if importlib.util.find_spec(IMPORTS.get(peer.name, peer.name)) is not None:
+        if importlib.util.find_spec(IMPORTS.get(peer.pins or peer.name, peer.name)) is not None:
             return Path(sys.executable)
         print(f"[peers] {peer.name}: not installed in this interpreter, run from its pinned venv",
               flush=True)  # fmt: skip

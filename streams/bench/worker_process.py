@@ -80,12 +80,6 @@ class WorkerProcess(MetricsEndpoint):
                 return int(line.split()[1]) * 1024
         return 0
 
-    def cpu_seconds(self) -> float:
-        """User + system CPU the worker process has used so far, Linux only."""
-        assert self.proc is not None
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
-
     def stop(self, timeout_s: float = 30.0) -> None:
         """Graceful stop (SIGTERM), then SIGKILL if it does not exit."""
         if self.proc is None or self.proc.poll() is not None:
