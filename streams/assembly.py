@@ -52,6 +52,9 @@ class HotSource(Source, Positions, Protocol):
     def lag(self) -> dict[tuple[str, int], int]:
         """Records behind the high watermark, per assigned topic partition."""
 
+    def read_before(self, partition: int) -> bool:
+        """Whether the group had committed an offset of `partition` when it was assigned."""
+
 
 @dataclass(frozen=True)
 class Ports:
@@ -94,7 +97,8 @@ def assemble(wiring: Wiring, ports: Ports, *, partitions: int, outcome: LoopMetr
     clocks, poison = StreamClocks(), PoisonRecords()
     txn = Transaction(ports.producer, ports.source, outcome=outcome)
     marks = SeenMarks(ports.store, settings.changelog_topic(), settings.dedupe_ttl_s,
-                      txn.emit_raw, ports.legacy_marks)  # fmt: skip
+                      txn.emit_raw, legacy=ports.legacy_marks,
+                      read_before=ports.source.read_before)  # fmt: skip
     gate = Gate(
         {settings.topic(base): base for base in INGEST_TOPICS},
         Codec(max_event_bytes=settings.max_event_bytes),

@@ -92,6 +92,8 @@ class KafkaSource:
         self._verify: set[TP] = set()
         """Partitions whose next record starts a fetch session (checked against `_expected`)."""
         self._failure: BaseException | None = None
+        self._read_before: set[int] = set()
+        """Partition numbers the group had committed an offset of (any topic) when assigned."""
         self.generation = 0
         """Incremented by every rebalance."""
 
@@ -264,8 +266,14 @@ class KafkaSource:
             log.exception("handling the assignment failed")
             self._failure = exc
 
+    def read_before(self, partition: int) -> bool:
+        """Whether the group had committed an offset of any topic of `partition` when it was
+        assigned: False for a partition no worker of this group (of any version) has read."""
+        return partition in self._read_before
+
     def _starts(self, consumer: Consumer, partitions: list[KafkaPartition]) -> list[KafkaPartition]:
         committed = consumer.committed(partitions, timeout=60)
+        self._read_before.update(tp.partition for tp in committed if tp.offset >= 0)
         return [
             KafkaPartition(tp.topic, tp.partition, self._start_of(consumer, tp)) for tp in committed
         ]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -70,7 +70,9 @@ class SeenMarks:
         changelog_topic: str,
         ttl_s: int,
         emit: Emit,
-        legacy: Legacy | None = None,
+        *,
+        legacy: Legacy | None,
+        read_before: Callable[[int], bool],
     ) -> None:
         self._store = store
         self._topic = changelog_topic
@@ -78,6 +80,9 @@ class SeenMarks:
         self._ttl_s = ttl_s
         self._emit = emit
         self.legacy = legacy
+        self._read_before = read_before
+        """Whether the group had committed offsets of a partition (so a version before this one
+        may have read it and left marks in Redis)."""
         self._staged: dict[bytes, tuple[int, bytes | None]] = {}
         self._oldest: dict[int, int] = {}
         """Per partition: no mark is stored in a bucket before this one."""
@@ -189,6 +194,9 @@ class SeenMarks:
     def _asking_until(self, partition: int) -> float:
         db = self._store.local(partition)
         if db.get(LEGACY_GONE) is not None:
+            return 0.0
+        if not self._read_before(partition):  # no version before read it: no mark to find
+            self._set_meta(partition, LEGACY_GONE, b"1")
             return 0.0
         since = db.get(LEGACY_SINCE)
         if since is None:  # the first question: from now on, for a TTL at most

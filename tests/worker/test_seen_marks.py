@@ -7,9 +7,23 @@ from pathlib import Path
 import pytest
 
 from streams.adapters import seen_marks
+from streams.assembly import INGEST_TOPICS
 from tests.events import purchase
 from tests.worker.fakes.gate import FirstSeenMarks
+from tests.worker.fakes.kafka import Cluster
 from tests.worker.fakes.world import World, in_process, settings, world
+
+
+def read_by_a_version_before(tmp_path: Path) -> Cluster:
+    """A cluster whose consumer group has committed offsets of every partition (a worker of
+    the version before read them), as an upgrade finds it."""
+    made = settings(tmp_path)
+    cluster = Cluster(made.partitions)
+    for topic in INGEST_TOPICS:
+        for partition in range(made.partitions):
+            cluster.offsets[(made.topic(topic), partition)] = 0
+    return cluster
+
 
 HOUR_MS = 3600 * 1000
 DUPLICATES = "rewards_duplicate_events_total"
@@ -73,7 +87,7 @@ async def test_a_mark_the_version_before_left_in_redis_still_catches_its_copy(
 ) -> None:
     legacy = FirstSeenMarks()
     legacy.marks[(settings(tmp_path).topic("purchases"), "old-1")] = "0:999"
-    w = await world(tmp_path, legacy=legacy)
+    w = await world(tmp_path, cluster=read_by_a_version_before(tmp_path), legacy=legacy)
     w.publish("purchases", purchase(customer_id="c-1", event_id="old-1"))
     w.publish("purchases", purchase(customer_id="c-1", event_id="new-1"))
     await w.run()
@@ -90,6 +104,22 @@ async def test_a_mark_the_version_before_left_in_redis_still_catches_its_copy(
     await successor.run()
     assert legacy.peeks == 2  # the partition's state says Redis has nothing left to ask
     assert successor.metric(DUPLICATES, topic="purchases") == 1  # the mark moved into it
+
+
+@in_process
+async def test_a_partition_the_group_never_read_never_asks_redis_for_old_marks(
+    tmp_path: Path,
+) -> None:
+    legacy = FirstSeenMarks()  # a Redis with marks of another deployment's events
+    legacy.marks[(settings(tmp_path).topic("purchases"), "elsewhere")] = "0:5"
+    w = await world(tmp_path, legacy=legacy)  # a new consumer group: no offset committed
+    w.publish("purchases", purchase(customer_id="c-1", event_id="elsewhere"))
+    await w.run()
+    assert legacy.peeks == 0 and len(ledger_of(w, "elsewhere")) == 1
+    successor = await world(tmp_path / "next", cluster=w.cluster, legacy=legacy)
+    successor.publish("purchases", purchase(customer_id="c-1", event_id="later"))
+    await successor.run()
+    assert legacy.peeks == 0  # the partition's state says so: asked on no owner, ever
 
 
 @in_process
@@ -112,7 +142,8 @@ async def test_redis_is_asked_for_old_marks_for_one_ttl_at_most(
     monkeypatch.setattr(seen_marks, "_wall", lambda: wall[0])
     legacy = FirstSeenMarks()  # a Redis too large to be found empty: it always has a mark
     legacy.marks[(settings(tmp_path).topic("purchases"), "someone-else")] = "1:1"
-    w = await world(tmp_path, legacy=legacy, dedupe_ttl_s=3600)
+    cluster = read_by_a_version_before(tmp_path)
+    w = await world(tmp_path, cluster=cluster, legacy=legacy, dedupe_ttl_s=3600)
     w.publish("purchases", purchase(customer_id="c-1", event_id="a"))
     await w.run()
     assert legacy.peeks == 1

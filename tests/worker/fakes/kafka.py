@@ -201,3 +201,6 @@ class Consumer(Source):
 
     def lag(self) -> dict[TP, int]:
         return {tp: len(self._cluster.logs.get(tp, [])) - o for tp, o in self._expected.items()}
+
+    def read_before(self, partition: int) -> bool:
+        return any(p == partition for (t, p) in self._cluster.offsets if t in self._topics)
