@@ -8,7 +8,8 @@ import uuid
 from typing import NamedTuple
 
 import orjson
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from schemas.codec import Codec, DecodeError
 from streams.adapters.kafka_io import fast_producer, produce
@@ -20,6 +21,8 @@ from streams.settings import INPUT_TOPICS, Settings
 
 LATENCY = "rewards_processing_latency_seconds_bucket"
 SETTLE_S = 2.0
+COMMITTED_POLL_S = 0.1
+"""How often a catch-up's committed offsets are read (from the broker: the worker is not asked)."""
 
 
 def publish_all(settings: Settings, events: list[SimEvent], rate: float = 0) -> float:
@@ -75,7 +78,7 @@ def codec_rate(events: list[SimEvent]) -> float:
 
 
 class Busy(NamedTuple):
-    """A worker's catch-up: from the first input record it counted to the last."""
+    """A worker's catch-up: from its first commit to the commit of its last input record."""
 
     seconds: float
     records: float
@@ -83,21 +86,46 @@ class Busy(NamedTuple):
     """The worker process's CPU over the same span."""
 
 
-def wait_consumed(worker: WorkerProcess, target: float, timeout_s: float = 600) -> Busy:
+def wait_committed(
+    settings: Settings, worker: WorkerProcess, target: int, timeout_s: float = 600
+) -> Busy:
+    """Poll the worker's consumer group's committed offsets of the input topics until they
+    cover `target` records; the records, seconds and worker CPU after its first commit.
+
+    The loop awaits each commit before it takes the next batch, so the records committed after
+    the first commit are the work done after it, to within one poll. (Counting the worker's own
+    counters, scraped once a second to spare its CPU, missed up to a commit interval of work at
+    either end: 1 s while it catches up, a tenth of a 10 s run.)"""
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    partitions = [TopicPartition(settings.topic(t), p)
+                  for t in INPUT_TOPICS for p in range(settings.partitions)]  # fmt: skip
+    request = [ConsumerGroupTopicPartitions(settings.app_id, partitions)]
+    pid = worker.proc.pid if worker.proc else None
+    first: tuple[float, int, float] | None = None
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = admin.list_consumer_group_offsets(request)[settings.app_id].result(30)
+        committed = sum(max(int(tp.offset), 0) for tp in found.topic_partitions or ())
+        now, cpu = time.perf_counter(), cpu_seconds(pid)
+        if committed > 0 and first is None:
+            first = (now, committed, cpu)
+        if committed >= target:
+            assert first is not None
+            return Busy(max(now - first[0], 1e-9), committed - first[1], cpu - first[2])
+        time.sleep(COMMITTED_POLL_S)
+    raise TimeoutError(f"the worker committed fewer than {target} records in {timeout_s}s")
+
+
+def wait_consumed(worker: WorkerProcess, target: float, timeout_s: float = 600) -> None:
     """Poll until the worker consumed `target` input records (not counting the control topics'
     records it sends itself)."""
-    first: tuple[float, float, float] | None = None
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         consumed = sum(
             worker.total("rewards_events_consumed_total", topic=topic) for topic in INPUT_TOPICS
         )
-        now, cpu = time.perf_counter(), cpu_seconds(worker.proc.pid if worker.proc else None)
-        if consumed > 0 and first is None:
-            first = (now, consumed, cpu)
         if consumed >= target:
-            assert first is not None
-            return Busy(max(now - first[0], 1e-9), consumed - first[1], cpu - first[2])
+            return
         time.sleep(1.0)  # each scrape costs the worker CPU (~12 ms here): poll gently
     raise TimeoutError(f"worker consumed fewer than {target} records in {timeout_s}s")
 

@@ -31,6 +31,7 @@ from streams.bench.harness import (
     publish_all,
     quantile,
     scrape_cost,
+    wait_committed,
     wait_consumed,
 )
 from streams.bench.housekeeping import purge
@@ -286,7 +287,7 @@ def catch_up_events(
     MiB, and the /metrics scrape (bytes, ms) with all of it in state."""
     worker = WorkerProcess(settings_env(settings), free_port(), log).start()
     try:
-        busy = wait_consumed(worker, count)
+        busy = wait_committed(settings, worker, count)
         return busy, worker.peak_rss_bytes() / 2**20, scrape_cost(worker)
     finally:
         worker.stop()
