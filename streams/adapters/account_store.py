@@ -24,10 +24,8 @@ import asyncio
 import logging
 import shutil
 import struct
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +35,7 @@ from rocksdict import Options, Rdict, WriteBatch, WriteOptions
 
 from processors.account import Account, is_blank
 from processors.points_state import Order
-from streams.adapters.kafka_retry import retried
+from streams.adapters.changelog_replay import replay, watermarks
 from streams.adapters.order_records import (
     MemoryBatch,
     MemoryDB,
@@ -101,7 +99,9 @@ class AccountStore:
         if not wanted:
             return 0
         starts = self.open(wanted)
-        _, ends = await asyncio.to_thread(self._bounds, wanted)
+        _, ends = await asyncio.to_thread(
+            watermarks, self._recovery_config, self.changelog_topic, wanted, self._wait_s
+        )
         for partition in [p for p in wanted if starts[p] > ends[p]]:
             log.warning("local state of partition %d is ahead of %s: rebuilding it",
                         partition, self.changelog_topic)  # fmt: skip
@@ -113,25 +113,6 @@ class AccountStore:
             return await self._replay(consumer, starts)
         finally:
             consumer.close()
-
-    def _bounds(self, partitions: Sequence[int]) -> tuple[dict[int, int], dict[int, int]]:
-        """Low and high watermarks of the changelog's partitions (waiting out a leader that is
-        away or a topic not yet known to every broker, for up to `wait_s`)."""
-        consumer = Consumer(self._recovery_config)
-        try:
-            marks = {
-                p: retried(
-                    partial(
-                        consumer.get_watermark_offsets, KafkaPartition(self.changelog_topic, p), 30
-                    ),
-                    f"watermarks of {self.changelog_topic}[{p}]",
-                    self._wait_s,
-                )
-                for p in partitions
-            }
-        finally:
-            consumer.close()
-        return {p: int(m[0]) for p, m in marks.items()}, {p: int(m[1]) for p, m in marks.items()}
 
     def open(self, partitions: Iterable[int]) -> dict[int, int]:
         """Open the partitions' local stores (without reading the changelog); the changelog
@@ -152,37 +133,11 @@ class AccountStore:
         return int(start)
 
     async def _replay(self, consumer: Consumer, starts: dict[int, int]) -> int:
-        pending, applied, started = set(starts), 0, time.monotonic()
-        batches: dict[int, Any] = {p: self._batch() for p in starts}
-        nexts = dict(starts)
-        while pending:
-            for record in consumer.consume(10_000, 0.05):
-                error = record.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        pending.discard(int(record.partition() or 0))
-                    else:
-                        log.warning("changelog recovery: %s (retrying)", error)
-                    continue
-                partition, key = int(record.partition() or 0), record.key() or b""
-                value = record.value()
-                if value is None:
-                    batches[partition].delete(key)
-                else:
-                    batches[partition].put(key, value)
-                nexts[partition] = int(record.offset() or 0) + 1
-                applied += 1
-            self._write_replayed(batches, nexts)
-            await asyncio.sleep(0)  # the web server and timers go on meanwhile
-        log.info("recovered partitions %s: %d changelog records in %.1fs",
-                 sorted(starts), applied, time.monotonic() - started)  # fmt: skip
-        return applied
+        return await replay(consumer, starts, self._batch, self._write_replayed)
 
-    def _write_replayed(self, batches: dict[int, Any], nexts: dict[int, int]) -> None:
-        for partition, batch in batches.items():
-            batch.put(META_OFFSET, struct.pack(">q", nexts[partition]))
-            self._dbs[partition].write(batch, _NO_WAL)
-            batches[partition] = self._batch()
+    def _write_replayed(self, partition: int, batch: Any, next_offset: int) -> None:
+        batch.put(META_OFFSET, struct.pack(">q", next_offset))
+        self._dbs[partition].write(batch, _NO_WAL)
 
     def _batch(self, ops: Iterable[Record] = ()) -> Any:
         """A write batch of `ops` (None: delete) for a partition's store."""
