@@ -44,6 +44,8 @@ class HotPath:
     group_id: str
     routing_topic: str
     """The topic whose partition owners the balance endpoint routes by."""
+    mirror: BalanceMirror
+    """The balances' Redis mirror: what the endpoint answers while a partition has no owner."""
 
 
 def build_hot_path(wiring: Wiring, redis: RedisClient, *, partitions: int, fatal: Fatal) -> HotPath:
@@ -60,6 +62,10 @@ def build_hot_path(wiring: Wiring, redis: RedisClient, *, partitions: int, fatal
         source_metrics(metrics, "ingest"),
     )
     store = _store(settings)
+    mirror = BalanceMirror(
+        redis, namespace=mirror_namespace(settings.app_id),
+        retry_max_s=settings.redis_retry_max_s, metrics=metrics,
+    )  # fmt: skip
     ports = Ports(
         producer=outbox, source=source, store=store,
         legacy_marks=legacy_marks(settings, redis, metrics, INGEST_TOPICS),
@@ -69,10 +75,7 @@ def build_hot_path(wiring: Wiring, redis: RedisClient, *, partitions: int, fatal
             retry=RedisRetry("compensation_budget", settings.redis_retry_max_s, metrics),
             keep_answers_s=max(settings.dedupe_ttl_s, 86_400),
         ),
-        mirror=BalanceMirror(
-            redis, namespace=mirror_namespace(settings.app_id),
-            retry_max_s=settings.redis_retry_max_s, metrics=metrics,
-        ),
+        mirror=mirror,
     )  # fmt: skip
     outputs = [*OUTPUT_TOPICS, "referral-commands", "gift-card-orders", settings.changelog_topic()]
     outcome = ingest_metrics(metrics, "ingest", settings.topic_prefix, outputs)
@@ -93,7 +96,7 @@ def build_hot_path(wiring: Wiring, redis: RedisClient, *, partitions: int, fatal
 
     return HotPath(
         Loop(hot.pipeline, source, start, close), hot.accounts, hot.care, ownership, partitions,
-        settings.kafka_bootstrap_servers, settings.app_id, settings.topic("purchases"),
+        settings.kafka_bootstrap_servers, settings.app_id, settings.topic("purchases"), mirror,
     )  # fmt: skip
 
 

@@ -4,8 +4,10 @@ A customer's account lives with the worker that owns the customer's partition. W
 is comes from the consumer group itself (the coordinator's description of its members and their
 assignments; each member's client id carries its web address), cached for a couple of seconds,
 so a fresh worker routes correctly as soon as the group has settled. A request that reaches a
-worker which does not own the partition (a rebalance in between) is answered 503 with
-Retry-After, never forwarded in a loop.
+worker which does not own the partition (a rebalance in between) is never forwarded in a loop.
+While no owner answers (the partition is moving or recovering, or its owner is unreachable), the
+balance comes from the Redis mirror, marked `"stale": true` with its `updated_at` and `age_s`;
+only if the mirror has none (or Redis does not answer) is the answer 503 with Retry-After.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -22,6 +25,7 @@ from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]  # aiok
 from faust import web
 
 from streams.adapters.kafka_io import admin_client
+from streams.adapters.points_mirror import BalanceMirror
 from streams.hot_path import HotPath, balance_body
 from streams.runtime import Loop
 
@@ -87,10 +91,11 @@ def register_pages(app: faust.App, hot: HotPath, loops: Sequence[Loop], here: st
             now = hot.accounts.clocks.now(partition)
             return view.json(balance_body(account, tiers.policy if tiers else None, now))
         owner = None if request.headers.get(FORWARDED) else await owners.owner(partition)
-        if owner is None or owner == here:
-            return _unavailable(view, customer_id, partition)
-        status, body = await forward(f"http://{owner}/points/{customer_id}")
-        return view.json(body, status=status)
+        if owner is not None and owner != here:
+            status, body = await forward(f"http://{owner}/points/{customer_id}")
+            if status != 503:
+                return view.json(body, status=status)
+        return await _mirrored(view, hot.mirror, customer_id, partition)
 
     @app.page("/live")
     async def live(view: web.View, request: web.Request) -> web.Response:
@@ -111,6 +116,20 @@ def register_pages(app: faust.App, hot: HotPath, loops: Sequence[Loop], here: st
         return view.json(body, status=200 if ok else 503)
 
     app.on_before_shutdown.connect(forward.close)
+
+
+async def _mirrored(
+    view: web.View, mirror: BalanceMirror, customer_id: str, partition: int
+) -> web.Response:
+    """No owner answers for the partition (it is moving, or recovering): the Redis mirror's
+    balance, marked stale with its age; 503 if the mirror has none or Redis does not answer."""
+    found = await mirror.read(customer_id)
+    if found is None:
+        return _unavailable(view, customer_id, partition)
+    written = datetime.fromisoformat(str(found["updated_at"]))
+    age_s = max(0.0, (datetime.now(UTC) - written).total_seconds())
+    body = {"customer_id": customer_id, **found, "stale": True, "age_s": round(age_s, 3)}
+    return view.json(body)
 
 
 def _unavailable(view: web.View, customer_id: str, partition: int) -> web.Response:

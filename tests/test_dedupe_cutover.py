@@ -37,6 +37,8 @@ def commit_as_a_version_before(settings: Settings) -> None:
 def test_an_upgraded_deployment_still_finds_the_marks_the_version_before_left(
     settings, start_worker
 ):
+    if settings.redis_cluster_mode:
+        pytest.skip("no version before this one ran on a Redis Cluster: there are no old marks")
     commit_as_a_version_before(settings)
     leave_a_mark(settings, "seen-before")
     publish(settings, "purchases", [record("purchases", purchase(event_id="seen-before")),

@@ -9,12 +9,17 @@ erased account's hash is deleted first (its sequence starts again); an empty one
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from redis.exceptions import RedisError
+
 from streams.adapters.metrics import PipelineMetrics
 from streams.adapters.redis_client import RedisClient, SlotScript
-from streams.adapters.redis_retry import RedisRetry
+from streams.adapters.redis_retry import AWAY, RedisRetry
+
+log = logging.getLogger(__name__)
 
 # One script call per batch (per hash slot on a Redis Cluster: `SlotScript`), the balances packed
 # in one argument: KEYS are the hashes, ARGV[1] is updated_at, ARGV[2] a JSON list with one
@@ -48,6 +53,7 @@ class BalanceMirror:
     def __init__(
         self, redis: RedisClient, *, namespace: str, retry_max_s: float, metrics: PipelineMetrics
     ) -> None:
+        self._redis = redis
         self._namespace = namespace
         self._retry = RedisRetry("points_mirror", retry_max_s, metrics)
         self._script = SlotScript(redis, MIRROR_SCRIPT)
@@ -62,3 +68,25 @@ class BalanceMirror:
         values = [(seq, p, a, int(gone)) for _, seq, p, a, gone in rows]
         at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         await self._retry.call(lambda: self._script.call(keys, [at], values))
+
+    async def read(self, customer_id: str) -> dict[str, int | str] | None:
+        """The customer's mirrored balance (`pending`, `available`, `sequence`, `updated_at`);
+        None if Redis has none, or does not answer (one attempt: for a reader, not the loop)."""
+        try:
+            stored = await self._redis.hgetall(f"{self._namespace}:{customer_id}")
+        except (*AWAY, RedisError) as exc:
+            log.warning("balance mirror unreadable: %s", exc)
+            return None
+        if not stored:
+            return None
+        text = {_text(k): _text(v) for k, v in stored.items()}
+        return {
+            "pending": int(text["pending"]),
+            "available": int(text["available"]),
+            "sequence": int(text["sequence"]),
+            "updated_at": text["updated_at"],
+        }
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
