@@ -143,6 +143,18 @@ def partition_count(settings: Settings, names: Iterable[str], timeout_s: float =
     return next(iter(counts.values()))
 
 
+def topic_partitions(settings: Settings, topics: Iterable[str]) -> dict[str, int | None]:
+    """Each topic's partition count as the cluster has it (None: the topic does not exist)."""
+    admin = admin_client(settings.kafka_bootstrap_servers)
+    found = retried(functools.partial(admin.list_topics, timeout=30), "listing topics", 60.0)
+    return {
+        t: len(found.topics[t].partitions)
+        if t in found.topics and not found.topics[t].error
+        else None
+        for t in topics
+    }
+
+
 def instance_id(settings: Settings) -> str:
     """This worker instance's stable id: REWARDS_WORKER_ID, else from host and state directory
     (stable across restarts, so a restarted worker takes over its transactions at once)."""

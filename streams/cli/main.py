@@ -15,6 +15,7 @@ from streams.cli.accounts import add_account_commands
 from streams.cli.dead_letters import add_dead_letter_commands
 from streams.cli.harnesses import add_harness_commands
 from streams.cli.ops import add_ops_commands
+from streams.cli.topics import add_topic_commands
 from streams.settings import CONTROL_TOPICS, INPUT_TOPICS, OUTPUT_TOPICS, Settings, settings_error
 
 
@@ -69,16 +70,6 @@ def cmd_config(settings: Settings, args: argparse.Namespace) -> int:
         print(f"configuration table written to {path}")
     else:
         print(settings_table(), end="")
-    return 0
-
-
-def cmd_topics(settings: Settings, _: argparse.Namespace) -> int:
-    """Create the product's topics (idempotent)."""
-    from streams.adapters.kafka_io import ensure_topics
-
-    ensure_topics(settings)
-    for name in INPUT_TOPICS + CONTROL_TOPICS + OUTPUT_TOPICS:
-        print(settings.topic(name))
     return 0
 
 
@@ -230,7 +221,7 @@ def parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="print the configuration table (from the settings)")
     config.add_argument("--readme", help="write it into this README between its markers instead")
     config.set_defaults(run=cmd_config)
-    sub.add_parser("topics", help=cmd_topics.__doc__).set_defaults(run=cmd_topics)
+    add_topic_commands(sub)
     pub = sub.add_parser("publish", help=cmd_publish.__doc__)
     pub.add_argument(
         "--topic", required=True, choices=INPUT_TOPICS + CONTROL_TOPICS + OUTPUT_TOPICS
