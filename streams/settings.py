@@ -3,140 +3,39 @@
 from __future__ import annotations
 
 import itertools
-import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-import orjson
 from pydantic import (
     AliasChoices,
-    AwareDatetime,
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
-    TypeAdapter,
-    ValidationError,
     model_validator,
 )
-from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from processors.advocacy import AdvocacyPolicy
-from processors.compensation import CompensationPolicy
 from schemas.codec import CONTROL_TOPICS, INPUT_TOPICS, OUTPUT_TOPICS
-
-__all__ = ["CONTROL_TOPICS", "INPUT_TOPICS", "OUTPUT_TOPICS", "Settings", "settings_env"]
-
-
-PositiveInt = Annotated[int, Field(gt=0)]
-
-
-class CampaignMultiplier(BaseModel):
-    """A points multiplier in force for purchases made in [starts_at, ends_at)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    percent: int = Field(ge=0)
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
-
-
-class LoyaltyTier(BaseModel):
-    """A tier reached at `threshold` of `basis` in the rolling `period` (earn multiplier too)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: Annotated[str, Field(min_length=1, max_length=64)]
-    threshold: int = Field(ge=0)
-    basis: Literal["spend", "points"] = "spend"
-    period: timedelta = timedelta(days=365)
-    multiplier_percent: int = Field(default=100, ge=0, le=10_000)
-    grace: timedelta = timedelta(0)
-
-
-class PointsExpiry(BaseModel):
-    """When available points expire: `lifetime` after they became available (oldest spent
-    first), and/or all of them after `inactivity`; warned `warning` ahead."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    lifetime: timedelta | None = None
-    inactivity: timedelta | None = None
-    warning: timedelta | None = None
-
-    @model_validator(mode="after")
-    def _sensible(self) -> PointsExpiry:
-        """At least one reason to expire; every duration above zero and within ten years."""
-        if self.lifetime is None and self.inactivity is None:
-            raise ValueError("set lifetime and/or inactivity")
-        for value in (self.lifetime, self.inactivity, self.warning):
-            if value is not None and not timedelta(0) < value <= timedelta(days=3653):
-                raise ValueError("durations must be above zero and at most 10 years")
-        return self
-
-
-class ReferralCap(BaseModel):
-    """At most `max_count` referral rewards and `max_points` points per referrer per `period`."""
-
-    model_config = ConfigDict(frozen=True)
-
-    period: timedelta
-    max_count: int = Field(ge=0)
-    max_points: int = Field(ge=0)
-
-
-DEFAULT_CAPS = (
-    ReferralCap(period=timedelta(days=30), max_count=10, max_points=5_000),
-    ReferralCap(period=timedelta(days=365), max_count=50, max_points=25_000),
+from streams.settings_models import (
+    DEFAULT_BUDGETS,
+    DEFAULT_CAPS,
+    DEFAULT_MIN_AMOUNTS,
+    DEFAULT_RATES,
+    DEFAULT_TIERS,
+    DEFAULT_VELOCITY_LIMITS,
+    MAX_DURATION,
+    BudgetCaps,
+    CampaignMultiplier,
+    CompensationTier,
+    LoyaltyTier,
+    PointsExpiry,
+    PositiveInt,
+    ReferralCap,
 )
-DEFAULT_MIN_AMOUNTS = {"EUR": 2000, "USD": 2000, "GBP": 2000}
-DEFAULT_VELOCITY_LIMITS = {"referrer": 10, "ip": 5, "device": 3}
 
-
-class CompensationTier(BaseModel):
-    """A compensation policy row: complaints it matches get `amount_cents` of `currency`."""
-
-    model_config = ConfigDict(frozen=True)
-
-    name: Annotated[str, Field(min_length=1, max_length=64)]
-    severities: frozenset[Literal["low", "medium", "high", "critical"]]
-    amount_cents: int = Field(ge=0)
-    currency: Annotated[str, Field(pattern="^[A-Z]{3}$")] = "EUR"
-    categories: frozenset[str] = frozenset()
-    min_spend_cents: int = Field(default=0, ge=0)
-
-
-class BudgetCaps(BaseModel):
-    """A currency's compensation budget in minor units per UTC day and month (null: no cap)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    day: int | None = Field(default=None, ge=0)
-    month: int | None = Field(default=None, ge=0)
-
-
-DEFAULT_TIERS = tuple(
-    CompensationTier(
-        name=t.name,
-        severities=frozenset(t.severities),  # type: ignore[arg-type]  # str here; pydantic validates
-        amount_cents=t.amount_cents,
-        currency=t.currency,
-    )
-    for t in CompensationPolicy().tiers
-)
-"""The processors' default policy table (EUR 10 / 25 / 50 for medium / high / critical)."""
-DEFAULT_BUDGETS = {"EUR": BudgetCaps(day=100_000, month=2_000_000)}
-
-
-MAX_DURATION = timedelta(days=3653)
-"""The longest duration a setting takes (about ten years)."""
-
-DEFAULT_RATES: dict[str, tuple[int, int]] = {"EUR": (1, 100), "USD": (1, 100), "GBP": (1, 100)}
-"""1 point per whole EUR, USD or GBP (100 minor units); other currencies need a configured rate."""
+__all__ = ["CONTROL_TOPICS", "INPUT_TOPICS", "OUTPUT_TOPICS", "Settings"]
 
 
 class Settings(BaseSettings):
@@ -530,89 +429,3 @@ class Settings(BaseSettings):
         return [
             f"kafka://{s.strip()}" for s in self.kafka_bootstrap_servers.split(",") if s.strip()
         ]
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """Environment variables that recreate `settings` in a child process."""
-    dumped = settings.model_dump(mode="json")
-    for secret in ("pii_hash_key", "gift_card_api_key"):
-        value = getattr(settings, secret)
-        if value is not None:
-            dumped[secret] = value.get_secret_value()
-    env = {
-        f"REWARDS_{name.upper()}": value if isinstance(value, str) else orjson.dumps(value).decode()
-        for name, value in dumped.items()
-        if value is not None
-    }
-    env["KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers
-    env["REDIS_URL"] = settings.redis_url
-    return env
-
-
-def settings_error(exc: Exception) -> str:
-    """One line naming the environment variable and what is wrong with it."""
-    if not isinstance(exc, ValidationError):
-        found = re.search(r'field "(\w+)"', str(exc))  # pydantic-settings could not parse a value
-        if found is None:
-            return str(exc)
-        cause = f": {exc.__cause__}" if exc.__cause__ else ""
-        return f"{env_name(found.group(1))}: not valid JSON{cause}"
-    error = exc.errors()[0]
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if not error["loc"]:  # a rule across settings: the message names the variables
-        return message
-    field = str(error["loc"][0])
-    name = env_name(field)
-    where = "".join(f"[{part}]" for part in error["loc"][1:])
-    shown = "" if "secret" in field or "key" in field else f" (got {error.get('input')!r:.60})"
-    return f"{name}{where}: {message}{shown}"
-
-
-ENV_ALIASES = {"kafka_bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS", "redis_url": "REDIS_URL"}
-
-
-def env_name(field: str) -> str:
-    """The environment variable of a settings field."""
-    return ENV_ALIASES.get(field, f"REWARDS_{field.upper()}")
-
-
-def settings_table() -> str:
-    """The configuration table (Markdown), from the settings' own fields and descriptions."""
-    rows = ["| variable | default | meaning |", "|---|---|---|"]
-    for name, info in Settings.model_fields.items():
-        rows.append(f"| `{env_name(name)}` | {_shown_default(name, info)} | {info.description} |")
-    return "\n".join(rows) + "\n"
-
-
-TABLE_START = "<!-- settings:start -->\n"
-TABLE_END = "<!-- settings:end -->"
-
-
-def with_settings_table(readme: str) -> str:
-    """`readme` with the configuration table between its markers replaced by the current one."""
-    head, found, rest = readme.partition(TABLE_START)
-    _, found_end, tail = rest.partition(TABLE_END)
-    if not found or not found_end:
-        raise ValueError("the README has no settings:start / settings:end markers")
-    return head + TABLE_START + settings_table() + TABLE_END + tail
-
-
-def _shown_default(name: str, info: FieldInfo) -> str:
-    default = info.get_default(call_default_factory=True)
-    if default is None:
-        return "(none)"
-    if name == "data_dir":
-        return "`~/.local/state/rewards/data`"
-    if isinstance(default, timedelta):
-        return f"`{_iso_duration(default)}`"
-    if isinstance(default, str | int | float | bool):
-        text = str(default).lower() if isinstance(default, bool) else str(default)
-        return f"`{text}`" if text else "(empty)"
-    dumped = TypeAdapter(type(default)).dump_json(default).decode()
-    return f"`{dumped}`" if len(dumped) <= 60 else "(see meaning)"
-
-
-def _iso_duration(value: timedelta) -> str:
-    if value.seconds == 0 and value.microseconds == 0:
-        return f"P{value.days}D"
-    return f"PT{int(value.total_seconds())}S"

@@ -25,7 +25,8 @@ from streams.adapters.redis_client import connect_sync
 from streams.bench.housekeeping import purge
 from streams.bench.sandbox_process import SandboxProcess
 from streams.bench.worker_process import WorkerProcess, free_port
-from streams.settings import Settings, settings_env
+from streams.settings import Settings
+from streams.settings_env import settings_env
 from tests.support import CI, REPO, unavailable
 
 

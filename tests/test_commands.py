@@ -10,7 +10,8 @@ from pydantic import SecretStr
 from streams.app import create_app
 from streams.cli.main import main
 from streams.cli.publish import publish_demo
-from streams.settings import INPUT_TOPICS, CompensationTier, Settings
+from streams.settings import INPUT_TOPICS, Settings
+from streams.settings_models import CompensationTier
 from tests.events import purchase
 from tests.support import eventually, settled
 

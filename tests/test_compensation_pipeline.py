@@ -15,7 +15,7 @@ import pytest
 from processors.compensation import idempotency_key
 from streams.adapters.redis_client import connect_sync
 from streams.bench.worker_process import free_port
-from streams.settings import BudgetCaps
+from streams.settings_models import BudgetCaps
 from tests.events import complaint, new_id, record
 from tests.support import eventually, publish
 from tests.test_points_pipeline import ago, topic_records

@@ -16,7 +16,7 @@ from streams.adapters.kafka_io import delete_topics
 from streams.adapters.topic_reader import read_topic
 from streams.cli.dead_letter_replay import LEDGER, Outcome, ReplayFilter, replay_dead_letters
 from streams.cli.main import main
-from streams.settings import settings_env
+from streams.settings_env import settings_env
 from tests.events import purchase, record
 from tests.support import eventually, publish
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from streams.bench.fraud_scenario import KINDS, build, run
-from streams.settings import settings_env
+from streams.settings_env import settings_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis]
 

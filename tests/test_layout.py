@@ -9,8 +9,9 @@ import pytest
 
 from tests.support import REPO
 
-SHARED = {"streams.settings"}
-"""Read by every layer of streams/: the one settings object, validated before anything starts."""
+SHARED = {"streams.settings", "streams.settings_models"}
+"""Read by every layer of streams/: the one settings object (and its value types), validated
+before anything starts."""
 TOOLS = ("cli", "chaos", "bench")
 """The tools layer's packages, one per audience: operators, the chaos soak, the benchmarks."""
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from streams.settings import LoyaltyTier, PointsExpiry
+from streams.settings_models import LoyaltyTier, PointsExpiry
 from tests.events import new_id
 from tests.support import eventually, http_get
 from tests.test_points_pipeline import HOLD, ago, buy, send, topic_records

@@ -17,7 +17,7 @@ from streams.adapters.metrics import PipelineMetrics
 from streams.adapters.points_mirror import BalanceMirror, mirror_namespace
 from streams.adapters.redis_client import RedisClient, connect, connect_sync, is_cluster
 from streams.adapters.redis_retry import RedisRetry
-from streams.settings import BudgetCaps
+from streams.settings_models import BudgetCaps
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2026, 12, 7, 10, tzinfo=UTC)

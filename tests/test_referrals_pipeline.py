@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from streams.adapters.topic_reader import read_topic
-from streams.settings import settings_env
+from streams.settings_env import settings_env
 from tests.events import new_id, referral
 from tests.support import REPO, eventually, publish, settled
 from tests.test_points_pipeline import ago, buy, http_balance, refund, send, topic_records

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from streams.settings import settings_env
+from streams.settings_env import settings_env
 from tests.events import new_id
 from tests.support import REPO, eventually
 from tests.test_points_pipeline import buy, send, topic_records

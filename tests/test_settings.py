@@ -11,7 +11,8 @@ import pytest
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]  # not re-exported by admin
 
 from streams.adapters.kafka_io import admin_client
-from streams.settings import Settings, settings_table, with_settings_table
+from streams.settings import Settings
+from streams.settings_env import settings_table, with_settings_table
 from tests.support import REPO
 
 VALID = {

@@ -33,7 +33,7 @@ import orjson
 from processors.compensation import BudgetRequest
 from streams.adapters.redis_client import RedisClient, is_cluster, pipelined
 from streams.adapters.redis_retry import RedisRetry
-from streams.settings import BudgetCaps
+from streams.settings_models import BudgetCaps
 
 # KEYS: every key the batch touches; ARGV: keep, day_ttl, month_ttl, then a JSON list of requests
 # {amount, day_cap, month_cap, rejected, k: [reservation, day, month, old reservation, old day,

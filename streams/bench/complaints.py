@@ -21,7 +21,9 @@ from streams.bench.harness import SETTLE_S, publish_all, scrape_cost
 from streams.bench.sandbox_process import SandboxProcess
 from streams.bench.worker_process import WorkerProcess, free_port
 from streams.cli.simulator import SimEvent
-from streams.settings import BudgetCaps, Settings, settings_env
+from streams.settings import Settings
+from streams.settings_env import settings_env
+from streams.settings_models import BudgetCaps
 
 SEVERITIES = ("medium", "high", "critical")
 

@@ -34,7 +34,8 @@ from streams.adapters.topic_reader import read_topic
 from streams.bench.housekeeping import purge
 from streams.bench.sandbox_process import SandboxProcess
 from streams.bench.worker_process import WorkerProcess, free_port
-from streams.settings import Settings, settings_env
+from streams.settings import Settings
+from streams.settings_env import settings_env
 
 KINDS = ("alias_email", "same_device", "same_card", "same_address", "ring", "late_evidence")
 REGIONAL = ("yahoo.fr", "yahoo.co.uk", "hotmail.fr", "outlook.de", "live.co.uk", "gmail.com")

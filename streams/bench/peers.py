@@ -30,7 +30,8 @@ from streams.bench.peer_report import RunResult, print_table, summarise, write_j
 from streams.bench.run import isolated, purchase_stream
 from streams.bench.sandbox_process import SandboxProcess
 from streams.bench.worker_process import WorkerProcess, free_port
-from streams.settings import Settings, settings_env
+from streams.settings import Settings
+from streams.settings_env import settings_env
 
 MIN_ROUNDS = 5
 """Fewer interleaved rounds than this give a median too noisy to quote (measured: +-10-40% per run

@@ -38,7 +38,8 @@ from streams.bench.housekeeping import purge
 from streams.bench.sandbox_process import SandboxProcess
 from streams.bench.worker_process import WorkerProcess, free_port
 from streams.cli.simulator import ShopSimulator, SimEvent
-from streams.settings import Settings, settings_env
+from streams.settings import Settings
+from streams.settings_env import settings_env
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,8 @@ from streams.chaos.report import Verdict, delay_figures, judge, render
 from streams.chaos.stack import Fleet, Stack
 from streams.chaos.verdict import LAG_LIMIT_S, Lag
 from streams.chaos.workload import Workload
-from streams.settings import BudgetCaps, Settings
+from streams.settings import Settings
+from streams.settings_models import BudgetCaps
 
 log = logging.getLogger(__name__)
 PUBLISHED = ("purchases", "referrals", "complaints")

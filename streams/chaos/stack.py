@@ -23,7 +23,8 @@ from redis.cluster import RedisCluster
 from streams.adapters.redis_client import connect_sync
 from streams.bench.checkout import MARKER, checkout
 from streams.bench.worker_process import WorkerProcess, free_port
-from streams.settings import Settings, settings_env
+from streams.settings import Settings
+from streams.settings_env import settings_env
 
 READY_TIMEOUT_S = 180.0
 STARTED_S = 2.0

@@ -16,7 +16,8 @@ from streams.cli.dead_letters import add_dead_letter_commands
 from streams.cli.harnesses import add_harness_commands
 from streams.cli.ops import add_ops_commands
 from streams.cli.topics import add_topic_commands
-from streams.settings import CONTROL_TOPICS, INPUT_TOPICS, OUTPUT_TOPICS, Settings, settings_error
+from streams.settings import CONTROL_TOPICS, INPUT_TOPICS, OUTPUT_TOPICS, Settings
+from streams.settings_env import settings_error
 
 
 def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
@@ -62,7 +63,7 @@ def stop_crashed(worker: Any, exc: BaseException, timeout_s: float) -> None:
 def cmd_config(settings: Settings, args: argparse.Namespace) -> int:
     """Print the configuration table (from the settings' own descriptions), or write it into a
     README between its `<!-- settings:start -->` and `<!-- settings:end -->` markers."""
-    from streams.settings import settings_table, with_settings_table
+    from streams.settings_env import settings_table, with_settings_table
 
     if args.readme:
         path = Path(args.readme)

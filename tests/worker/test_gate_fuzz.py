@@ -26,7 +26,8 @@ from streams.assembly import policies
 from streams.ingest import Admitted
 from streams.referral_intake import signup_command
 from streams.referrals_app import fraud_policy
-from streams.settings import LoyaltyTier, PointsExpiry, Settings
+from streams.settings import Settings
+from streams.settings_models import LoyaltyTier, PointsExpiry
 from tests import fuzz
 from tests.fuzz import MUTATIONS, Fuzzer, dumps
 from tests.fuzz_oracle import Oracle
