@@ -22,14 +22,9 @@ from msgspec.structs import replace
 
 from processors.account import Account
 from processors.fraud import strictest
+from processors.referral_cancels import cancel_referrer_command, reverse_all
 from processors.referral_records import both_outcomes, side_outcome
-from processors.referrals import (
-    Step,
-    cancel_referrer_command,
-    referral_order_id,
-    reverse_all,
-    with_referee,
-)
+from processors.referrals import Step, referral_order_id, with_referee
 from schemas.models import ReferralCommand
 
 

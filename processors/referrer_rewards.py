@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from msgspec.structs import replace
 
 from processors.account import Account
+from processors.referral_cancels import reverse_all
 from processors.referral_records import command_outcome
 from processors.referral_state import Grant
 from processors.referrals import (
@@ -19,7 +20,6 @@ from processors.referrals import (
     Step,
     credit_points,
     referral_order_id,
-    reverse_all,
 )
 from schemas.models import ReferralCommand
 

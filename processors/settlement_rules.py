@@ -15,12 +15,12 @@ from processors.compensation import Care, CompensationPolicy, assess
 from processors.expiry import ExpiryPolicy, activity, start_lots
 from processors.ledger import Outcome
 from processors.points import PointsPolicy, earn, prune, release_due, reverse
+from processors.referral_cancels import cancel_on_refund
 from processors.referral_flags import flag_referral
 from processors.referrals import (
     ReferralPolicy,
     Step,
     attribute,
-    cancel_on_refund,
     convert,
     decide,
 )
