@@ -53,3 +53,21 @@ def retried(call: Callable[[], T], what: str, wait_s: float) -> T:
             delay = min(5.0, 0.1 * 2**attempt)
             log.warning("%s: %s (retry %d in %.1fs)", what, exc.args[0], attempt, delay)
             time.sleep(delay)
+
+
+def in_callback(call: Callable[[], T], within_s: float) -> T:
+    """A client call inside a rebalance callback, again while it fails, with backoff, for up to
+    `within_s`: after a broker dies its partitions have no leader until the controller moves
+    them (KRaft fences a broker after its session timeout, 9 s by default), and a restarted
+    broker's metadata takes a moment to settle."""
+    deadline = time.monotonic() + within_s
+    attempt = 0
+    while True:
+        try:
+            return call()
+        except KafkaException as exc:
+            if time.monotonic() >= deadline:
+                raise
+            log.warning("rebalance callback: %s; retrying", exc)
+            time.sleep(min(2.0, 0.25 * 2**attempt))
+            attempt += 1

@@ -26,13 +26,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 from confluent_kafka import TopicPartition as KafkaPartition
 from prometheus_client import Counter
+
+from streams.adapters.kafka_retry import in_callback
 
 log = logging.getLogger(__name__)
 RETRY_WITHIN_S = 60.0
@@ -249,7 +251,7 @@ class KafkaSource:
         self._metrics.rebalances.labels(self._metrics.loop, "assigned").inc()
         self.generation += 1
         try:
-            start = _retrying(lambda: self._starts(consumer, partitions))
+            start = in_callback(lambda: self._starts(consumer, partitions), RETRY_WITHIN_S)
             consumer.assign(start)
             consumer.pause(start)
             for tp in start:
@@ -314,28 +316,3 @@ class KafkaSource:
         except Exception as exc:  # raised by the next poll: never lost inside the client
             log.exception("handling the revocation failed")
             self._failure = exc
-
-
-def _retrying(
-    call: Callable[[], list[KafkaPartition]], within_s: float = RETRY_WITHIN_S
-) -> list[KafkaPartition]:
-    """A client call inside a rebalance callback, again while it fails, with backoff, for up to
-    `within_s`: after a broker dies its partitions have no leader until the controller moves
-    them (KRaft fences a broker after its session timeout, 9 s by default), and a restarted
-    broker's metadata takes a moment to settle."""
-    deadline = time.monotonic() + within_s
-    attempt = 0
-    while True:
-        try:
-            return call()
-        except KafkaException as exc:
-            if time.monotonic() >= deadline:
-                raise
-            log.warning("rebalance callback: %s; retrying", exc)
-            time.sleep(min(2.0, 0.25 * 2**attempt))
-            attempt += 1
-
-
-def offsets_of(positions: Mapping[TP, int]) -> list[KafkaPartition]:
-    """Positions as the client's partition list."""
-    return [KafkaPartition(t, p, o) for (t, p), o in positions.items()]
