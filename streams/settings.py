@@ -141,8 +141,11 @@ class Settings(BaseSettings):
     )
     worker_id: Annotated[str, Field(pattern="^[A-Za-z0-9._-]{1,64}$")] | None = Field(
         default=None,
-        description="this worker's stable id (names its transactional producers); default: from "
-        "the host name and the state directory",
+        description="this worker's stable id, unique per worker: names its transactional "
+        "producers and makes it a static member of its consumer groups (a restart within "
+        "`REWARDS_SESSION_TIMEOUT_S` moves no partition; a stop no longer hands its partitions on "
+        "before that timeout); default: none (dynamic membership), the producers' id from the "
+        "host name and the state directory",
     )
     state_cache_accounts: int = Field(
         default=100_000, ge=0, description="decoded accounts kept in memory in front of RocksDB"

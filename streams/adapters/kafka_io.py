@@ -165,8 +165,11 @@ def instance_id(settings: Settings) -> str:
 
 
 def consumer_config(settings: Settings, group_id: str, client_id: str) -> dict[str, Any]:
-    """The hot path's consumer: manual positions, read_committed, range assignment."""
+    """The hot path's consumer: manual positions, read_committed, range assignment; a static
+    member of its group (`group.instance.id`) when REWARDS_WORKER_ID names the worker."""
+    static = {"group.instance.id": settings.worker_id} if settings.worker_id else {}
     return {
+        **static,
         "bootstrap.servers": settings.kafka_bootstrap_servers,
         "group.id": group_id,
         "client.id": client_id,

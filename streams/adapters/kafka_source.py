@@ -220,10 +220,15 @@ class KafkaSource:
             log.warning("kafka client (%s): %s", self._metrics.loop, error)
 
     def _failed(self, error: KafkaError) -> None:
+        """A consumer error: a fatal one (the client reports it as `_FATAL`, its flag unset)
+        is raised; any other is the client's to retry."""
         if error.code() == KafkaError._PARTITION_EOF:
             return
         self._metrics.errors.labels(self._metrics.loop, error.name()).inc()
-        if error.fatal():
+        if "group.instance.id" in error.str() or error.code() == KafkaError.FENCED_INSTANCE_ID:
+            log.error("another worker joined the group with this worker's id: REWARDS_WORKER_ID "
+                      "must be unique per worker (%s)", error)  # fmt: skip
+        if error.fatal() or error.code() == KafkaError._FATAL:
             raise KafkaException(error)
         log.warning("consumer error (the client retries): %s", error)
 

@@ -202,7 +202,12 @@ class Outbox:
         the old one left open); False if the error is not fatal or renewals come too often."""
         now = time.monotonic()
         self._renewed_at = [t for t in self._renewed_at if now - t < RENEWAL_WINDOW_S]
-        if not error.fatal() or len(self._renewed_at) >= RENEWALS:
+        if not error.fatal():
+            return False
+        if len(self._renewed_at) >= RENEWALS:
+            log.error("producer failed fatally %d times in %.0f s (%s): another live worker may "
+                      "use this worker's id (REWARDS_WORKER_ID, or the same host and state "
+                      "directory)", RENEWALS, RENEWAL_WINDOW_S, error)  # fmt: skip
             return False
         self._renewed_at.append(now)
         log.warning(
