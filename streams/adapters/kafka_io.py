@@ -123,14 +123,11 @@ timeout, too few brokers for the replication factor yet) is retried until the st
 def partition_count(settings: Settings, names: Iterable[str], timeout_s: float = 60.0) -> int:
     """The partition count shared by `names` (and the changelog); TopicLayoutError if they
     differ: partition p of each must hold the same customers."""
-    admin = admin_client(settings.kafka_bootstrap_servers)
     topics = [settings.topic(n) for n in names] + [settings.changelog_topic()]
     deadline = time.monotonic() + timeout_s
     while True:
-        found = retried(
-            functools.partial(admin.list_topics, timeout=30), "listing topics", timeout_s
-        ).topics
-        counts = {t: len(found[t].partitions) for t in topics if t in found and not found[t].error}
+        found = topic_partitions(settings, topics, timeout_s)
+        counts = {t: n for t, n in found.items() if n is not None}
         if len(counts) == len(topics) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
@@ -143,10 +140,12 @@ def partition_count(settings: Settings, names: Iterable[str], timeout_s: float =
     return next(iter(counts.values()))
 
 
-def topic_partitions(settings: Settings, topics: Iterable[str]) -> dict[str, int | None]:
+def topic_partitions(
+    settings: Settings, topics: Iterable[str], wait_s: float = 60.0
+) -> dict[str, int | None]:
     """Each topic's partition count as the cluster has it (None: the topic does not exist)."""
     admin = admin_client(settings.kafka_bootstrap_servers)
-    found = retried(functools.partial(admin.list_topics, timeout=30), "listing topics", 60.0)
+    found = retried(functools.partial(admin.list_topics, timeout=30), "listing topics", wait_s)
     return {
         t: len(found.topics[t].partitions)
         if t in found.topics and not found.topics[t].error

@@ -9,10 +9,9 @@ from typing import NamedTuple
 
 import orjson
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
-from confluent_kafka.admin import AdminClient
 
 from schemas.codec import Codec, DecodeError
-from streams.adapters.kafka_io import fast_producer, produce
+from streams.adapters.kafka_io import admin_client, fast_producer, produce
 from streams.bench.peer_procs import cpu_seconds
 from streams.bench.worker_process import WorkerProcess
 from streams.cli.publish import paced
@@ -96,7 +95,7 @@ def wait_committed(
     the first commit are the work done after it, to within one poll. (Counting the worker's own
     counters, scraped once a second to spare its CPU, missed up to a commit interval of work at
     either end: 1 s while it catches up, a tenth of a 10 s run.)"""
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    admin = admin_client(settings.kafka_bootstrap_servers)
     partitions = [TopicPartition(settings.topic(t), p)
                   for t in INPUT_TOPICS for p in range(settings.partitions)]  # fmt: skip
     request = [ConsumerGroupTopicPartitions(settings.app_id, partitions)]
